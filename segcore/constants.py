@@ -1,0 +1,54 @@
+"""Names used across stages, defined once (mode strings, split names, file names)."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# Splits (HALCON's split_dl_dataset values).
+TRAIN: Final = "train"
+VALIDATION: Final = "validation"
+TEST: Final = "test"
+SPLITS: Final = (TRAIN, VALIDATION, TEST)
+Split = Literal["train", "validation", "test"]
+
+# Normalization types (create_dl_preprocess_param).
+NORM_NONE: Final = "none"
+NORM_FIRST_CHANNEL: Final = "first_channel"
+NORM_ALL_CHANNELS: Final = "all_channels"
+NORM_CONSTANT_VALUES: Final = "constant_values"
+NormalizationType = Literal["none", "first_channel", "all_channels", "constant_values"]
+
+# Domain handling.
+FULL_DOMAIN: Final = "full_domain"
+CROP_DOMAIN: Final = "crop_domain"
+DomainHandling = Literal["full_domain", "crop_domain"]
+
+# Solvers.
+SolverType = Literal["sgd", "adam"]
+
+# Serialization strategies (create_dl_train_param).
+SerializationStrategy = Literal["best", "final", "epochs", "current"]
+
+IGNORE_INDEX: Final = -100
+"""Label value used inside tensors for pixels that take no part in loss or measures.
+
+Matches ``torch.nn.functional.cross_entropy``'s default ``ignore_index``. User-facing
+ignore classes are listed as class ids (``ignore_class_ids``); they are mapped to this
+value only inside the training and evaluation code.
+"""
+
+# Dataset table: sample columns.
+COL_IMAGE_ID: Final = "image_id"
+COL_IMAGE_FILE: Final = "image_file_name"
+COL_LABEL_FILE: Final = "segmentation_file_name"
+COL_SPLIT: Final = "split"
+COL_WIDTH: Final = "image_width"
+COL_HEIGHT: Final = "image_height"
+COL_CHANNELS: Final = "image_num_channels"
+PIXEL_COUNT_PREFIX: Final = "pixels_class_"
+"""Per-class pixel-count columns are named ``pixels_class_<id>``."""
+
+# Files inside bundles and preprocessed dirs.
+DATASET_FILE: Final = "dataset.parquet"
+BUNDLE_WEIGHTS: Final = "model.safetensors"
+BUNDLE_CONFIG: Final = "model.json"
