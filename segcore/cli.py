@@ -211,7 +211,9 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {err.render()}", highlight=False)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: nothing half-written is kept; run again to finish")
+        err_console.print(
+            "[yellow]interrupted[/]: nothing half-written is kept; run again to finish"
+        )
         sys.exit(130)
 
 

@@ -73,6 +73,8 @@ class Problems:
     def __len__(self) -> int:
         return len(self.items)
 
-    def raise_if_any(self, kind: type[SegcoreError] = SegcoreError, title: str | None = None) -> None:
+    def raise_if_any(
+        self, kind: type[SegcoreError] = SegcoreError, title: str | None = None
+    ) -> None:
         if self.items:
             raise kind(self.items, title=title if len(self.items) > 1 else None)

@@ -183,7 +183,10 @@ class PreprocessParams(Section):
             problems.append(
                 "set_background_id and class_ids_background come together: set both or neither"
             )
-        if self.set_background_id is not None and self.set_background_id in self.class_ids_background:
+        if (
+            self.set_background_id is not None
+            and self.set_background_id in self.class_ids_background
+        ):
             problems.append(
                 f"set_background_id {self.set_background_id} is also in class_ids_background; "
                 "the two must not overlap"
