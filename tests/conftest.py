@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny synthetic pill dataset carried through the stages once per session.
+
+Each fixture builds on the one before (raw -> dataset with split -> preprocessed), so a
+test asks only for the stage it needs. Everything runs offline on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SEGCORE_PROGRESS", "0")
+
+TINY = {"num_images": 24, "width": 96, "height": 96, "defect_free_fraction": 0.2, "seed": 7}
+TINY_SIZE = 64
+"""Network input size (pixels) of the tiny preprocessed dataset."""
+
+
+def run_segcore(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the real ``segcore`` command line in a subprocess (exit code, stdout, stderr)."""
+    return subprocess.run(
+        [sys.executable, "-m", "segcore.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SEGCORE_PROGRESS": "0", "COLUMNS": "200"},
+    )
+
+
+@pytest.fixture(scope="session")
+def pills_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with ``images/`` and ``labels/`` of 24 tiny synthetic pills."""
+    from segcore.synth import generate_pills
+
+    out = tmp_path_factory.mktemp("pills_raw")
+    generate_pills(out, **TINY)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pills_split(pills_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the split dataset table of :func:`pills_raw`."""
+    from segcore.dataset import read_dataset
+    from segcore.split import split_dataset
+
+    ds = read_dataset(
+        pills_raw / "images", pills_raw / "labels", ["good", "contamination", "crack"], [0, 1, 2]
+    )
+    ds = split_dataset(ds, training_percent=60, validation_percent=20, seed=1)
+    return ds.save(tmp_path_factory.mktemp("pills_dataset") / "split.parquet")
+
+
+@pytest.fixture(scope="session")
+def pills_preprocessed(pills_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the preprocessed dataset table (64 x 64 inputs, weight images for train)."""
+    from segcore.dldataset import DLDataset
+    from segcore.params import PreprocessParams
+    from segcore.preprocess import preprocess_dataset
+
+    out = tmp_path_factory.mktemp("pills_preprocessed")
+    param = PreprocessParams(image_width=TINY_SIZE, image_height=TINY_SIZE)
+    preprocess_dataset(DLDataset.load(pills_split), param, out, workers=1)
+    return out / "dataset.parquet"
