@@ -60,7 +60,14 @@ def synth(
     from segcore.synth import generate_pills
 
     p = override(_params(params_file).synth, out_dir=out_dir, num_images=num_images, seed=seed)
-    summary = generate_pills(p)
+    summary = generate_pills(
+        p.out_dir,
+        num_images=p.num_images,
+        width=p.width,
+        height=p.height,
+        defect_free_fraction=p.defect_free_fraction,
+        seed=p.seed,
+    )
     out.print(summary)
 
 
@@ -149,13 +156,16 @@ def split(
         seed=seed,
         overwrite=overwrite,
     )
+    loaded = DLDataset.load(p.dataset)
     ds = split_dataset(
-        DLDataset.load(p.dataset),
+        loaded,
         training_percent=p.training_percent,
         validation_percent=p.validation_percent,
         seed=p.seed,
         overwrite=p.overwrite,
     )
+    if loaded.has_split and not p.overwrite:
+        out.print(f"{p.dataset} already has a split: kept it (--overwrite re-splits).")
     path = ds.save(p.out)
     counts = ds.samples["split"].value_counts()
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "validation", "test"))
@@ -186,12 +196,78 @@ def stats(
         dataset_file = p.split.out if Path(p.split.out).is_file() else p.dataset.out
     st = dataset_stats(DLDataset.load(dataset_file))
     print_stats(st, out)
-    write_stats(st, out_file)
-    out.print(f"Written: {out_file}")
+    csv_path, json_path = write_stats(st, out_file)
+    out.print(f"Written: {csv_path}, {json_path}")
 
 
 # --------------------------------------------------------------------------- preprocess
 # (segcore preprocess: see issue "Preprocessing")
+
+
+@app.command()
+def preprocess(
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    dataset_file: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Split dataset table to preprocess (preprocess.dataset)."),
+    ] = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder for dataset.parquet and samples/ (preprocess.out_dir)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes; 0 = one per CPU core, 1 = no extra process "
+            "(preprocess.workers)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool | None,
+        typer.Option(
+            "--overwrite/--keep",
+            help="Rewrite every sample, or keep the up-to-date ones (preprocess.overwrite).",
+        ),
+    ] = None,
+) -> None:
+    """Preprocess images and labels, compute class weights and weight images
+    (preprocess_dl_dataset, calculate_dl_segmentation_class_weights,
+    gen_dl_segmentation_weight_images)."""
+    from rich.table import Table
+
+    from segcore.dldataset import DLDataset
+    from segcore.preprocess import run_preprocess
+
+    p = override(
+        _params(params_file).preprocess,
+        dataset=dataset_file,
+        out_dir=out_dir,
+        workers=workers,
+        overwrite=overwrite,
+        option_names={"dataset": "--dataset"},
+    )
+    result = run_preprocess(
+        DLDataset.load(p.dataset),
+        p.param,
+        p.out_dir,
+        class_weights=p.class_weights,
+        workers=p.workers,
+        overwrite=p.overwrite,
+    )
+    ds = result.dataset
+    table = Table(title="Class weights (train split, preprocessed labels)")
+    for column in ("class id", "class name", "train pixels", "weight"):
+        table.add_column(column, justify="left" if column == "class name" else "right")
+    for cid, name, pixels, weight in zip(
+        ds.class_ids, ds.class_names, result.train_pixels.tolist(), ds.class_weights, strict=True
+    ):
+        table.add_row(str(cid), name, str(pixels), f"{weight:.4g}")
+    out.print(table)
+    out.print(
+        f"Preprocess: {len(ds)} samples: {result.written} written, {result.skipped} skipped "
+        f"(up to date), {result.removed} stale files removed -> {result.path}"
+    )
+
 
 # --------------------------------------------------------------------------- train
 # (segcore train: see issue "Models and training")

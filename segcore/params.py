@@ -9,12 +9,21 @@ each naming the key and the fix. Stage code receives these objects and never ope
 
 from __future__ import annotations
 
-import math
+import numbers
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from segcore.constants import (
     DomainHandling,
@@ -77,28 +86,55 @@ class DatasetParams(Section):
     out: str = "data/dataset/dataset.parquet"
     """Where the dataset table is written."""
 
-    @model_validator(mode="after")
-    def _check_classes(self) -> Self:
-        problems = []
-        if len(self.class_names) != len(self.class_ids):
-            problems.append(
-                f"class_names has {len(self.class_names)} entries but class_ids has "
-                f"{len(self.class_ids)}; give one name per id"
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_classes(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return _validate_with_rules(cls, data, handler, _dataset_rules)
+
+
+MAX_CLASS_ID = 65535
+"""Largest class id a label image can hold (16 bit)."""
+
+
+def class_list_problems(
+    class_names: Sequence[str], class_ids: Sequence[int]
+) -> list[tuple[str, str]]:
+    """The problems of a class list as ``(key, problem)`` pairs; ``f"{key} {problem}"`` reads
+    as a sentence. Checks: one name per id, no duplicates, ids in 0..65535, not empty."""
+    out: list[tuple[str, str]] = []
+    ids, names = list(class_ids), list(class_names)
+    if len(names) != len(ids):
+        out.append(
+            (
+                "class_names",
+                f"has {len(names)} entries but class_ids has {len(ids)}; give one name per id",
             )
-        dup_ids = sorted({i for i in self.class_ids if self.class_ids.count(i) > 1})
-        if dup_ids:
-            problems.append(f"class_ids has duplicates {dup_ids}; each id must appear once")
-        dup_names = sorted({n for n in self.class_names if self.class_names.count(n) > 1})
-        if dup_names:
-            problems.append(f"class_names has duplicates {dup_names}; each name must appear once")
-        bad = [i for i in self.class_ids if not 0 <= i <= 65535]
-        if bad:
-            problems.append(f"class_ids {bad} out of range; ids must be in 0..65535")
-        if not self.class_ids:
-            problems.append("class_ids is empty; list the class ids of your label images")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        )
+    if not ids:
+        out.append(("class_ids", "is empty; list the class ids of your label images"))
+    dup_ids = sorted({i for i in ids if ids.count(i) > 1})
+    if dup_ids:
+        out.append(("class_ids", f"has duplicates {dup_ids}; each id must appear once"))
+    dup_names = sorted({n for n in names if names.count(n) > 1})
+    if dup_names:
+        out.append(("class_names", f"has duplicates {dup_names}; each name must appear once"))
+    bad = [
+        i
+        for i in ids
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i <= MAX_CLASS_ID
+    ]
+    if bad:
+        out.append(
+            ("class_ids", f"has {bad} out of range; ids must be integers in 0..{MAX_CLASS_ID}")
+        )
+    return out
+
+
+def _dataset_rules(p: DatasetParams, bad: set[str]) -> list[tuple[str, str]]:
+    problems = class_list_problems(p.class_names, p.class_ids)
+    if bad & {"class_names", "class_ids"}:  # an invalid list holds its default here
+        return [(k, m) for k, m in problems if k not in bad and m.startswith("has duplicates")]
+    return problems
 
 
 # --------------------------------------------------------------------------- split
@@ -120,14 +156,24 @@ class SplitParams(Section):
     overwrite: bool = False
     """Re-split a dataset that already has a split (otherwise it is kept)."""
 
-    @model_validator(mode="after")
-    def _check_sum(self) -> Self:
-        if self.training_percent + self.validation_percent > 100.0:
-            raise ValueError(
-                f"training_percent + validation_percent = "
-                f"{self.training_percent + self.validation_percent} exceeds 100; lower one of them"
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_sum(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return _validate_with_rules(cls, data, handler, _split_rules)
+
+
+def _split_rules(p: SplitParams, bad: set[str]) -> list[tuple[str, str]]:
+    if bad & {"training_percent", "validation_percent"}:
+        return []
+    total = p.training_percent + p.validation_percent
+    if total > 100.0:
+        return [
+            (
+                "validation_percent",
+                f"training_percent + validation_percent = {total} exceeds 100; lower one of them",
             )
-        return self
+        ]
+    return []
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -135,12 +181,64 @@ class SplitParams(Section):
 IMAGENET_MEAN_255 = [123.675, 116.28, 103.53]
 IMAGENET_STD_255 = [58.395, 57.12, 57.375]
 
+ClassId = Annotated[int, Field(ge=0, le=65535)]
+"""A class id as stored in label images."""
+
+
+def _validate_with_rules(
+    cls: type[Section],
+    data: Any,
+    handler: ModelWrapValidatorHandler[Any],
+    rules: Callable[[Any, set[str]], list[tuple[str, str]]],
+) -> Any:
+    """Field validation and cross-field ``rules`` together, so every problem shows at once.
+
+    ``rules(values, bad)`` returns ``(key, problem)`` pairs and skips the rules that read a
+    key in ``bad`` (keys whose own value is invalid).
+    """
+    try:
+        model = handler(data)
+    except ValidationError as err:
+        errors = err.errors()
+        if not isinstance(data, dict) or any(not e["loc"] for e in errors):
+            raise
+        bad = {str(e["loc"][0]) for e in errors}
+        try:  # the valid keys, converted, with defaults in place of the invalid ones
+            model = handler({k: v for k, v in data.items() if k not in bad})
+        except ValidationError:
+            raise err from None
+    else:
+        errors, bad = [], set()
+    broken = rules(model, bad)
+    if not errors and not broken:
+        return model
+    details: list[InitErrorDetails] = [
+        {
+            "type": e["type"],
+            "loc": e["loc"],
+            "input": e["input"],
+            **({"ctx": e["ctx"]} if "ctx" in e else {}),
+        }  # type: ignore[typeddict-item]
+        for e in errors
+    ]
+    details += [
+        {
+            "type": PydanticCustomError("rule", "{problem}", {"problem": problem}),
+            "loc": (key,),
+            "input": getattr(model, key),
+        }
+        for key, problem in broken
+    ]
+    raise ValidationError.from_exception_data(cls.__name__, details)
+
 
 class PreprocessParams(Section):
     """HALCON's preprocessing parameters (create_dl_preprocess_param).
 
     Stored with the preprocessed dataset and in every model bundle, so inference
-    preprocesses new images exactly as training did.
+    preprocesses new images exactly as training did. Validation reports every problem at
+    once; rules that need the dataset (e.g. ``set_background_id`` must be a class id) are
+    checked by the preprocess stage.
     """
 
     image_width: int = Field(256, gt=0)
@@ -157,83 +255,104 @@ class PreprocessParams(Section):
     """``none``, ``first_channel``, ``all_channels`` or ``constant_values``."""
     domain_handling: DomainHandling = "full_domain"
     """``full_domain``, or ``crop_domain`` to crop to the region of interest first."""
-    domain_roi: list[int] | None = None
+    domain_roi: (
+        Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=4, max_length=4)] | None
+    ) = None
     """Region of interest ``[row1, col1, row2, col2]`` (inclusive) for ``crop_domain``;
-    per-sample rectangles may come from the dataset's ``domain_roi`` column instead."""
-    ignore_class_ids: list[int] = []
-    """Class ids left out of loss and measures (weight 0, never predicted)."""
-    set_background_id: int | None = None
-    """Merge the classes of ``class_ids_background`` into this id."""
-    class_ids_background: list[int] = []
+    per-sample rectangles may come from the dataset's ``domain_roi`` column instead (they
+    win). Ignored under ``full_domain``."""
+    ignore_class_ids: list[ClassId] = []
+    """Class ids left out of loss and measures (weight 0, never predicted); they may be
+    missing from ``class_ids`` (e.g. a 255 border)."""
+    set_background_id: ClassId | None = None
+    """Merge the classes of ``class_ids_background`` into this id (one of ``class_ids``)."""
+    class_ids_background: list[ClassId] = []
     """Class ids merged into ``set_background_id``."""
     mean_values_normalization: list[float] = IMAGENET_MEAN_255
-    """Per-channel mean for ``constant_values`` (0-255 scale)."""
-    deviation_values_normalization: list[float] = IMAGENET_STD_255
-    """Per-channel deviation for ``constant_values`` (0-255 scale)."""
+    """Per-channel mean for ``constant_values``, in the input's grey values (0-255 for 8-bit);
+    one value serves every channel."""
+    deviation_values_normalization: list[Annotated[float, Field(gt=0)]] = IMAGENET_STD_255
+    """Per-channel deviation for ``constant_values`` (> 0); one value serves every channel."""
 
-    @model_validator(mode="after")
-    def _check_rules(self) -> Self:
-        problems = []
-        if self.image_range_min >= self.image_range_max:
-            problems.append(
-                f"image_range_min ({self.image_range_min}) must be below image_range_max "
-                f"({self.image_range_max})"
-            )
-        if (self.set_background_id is None) != (not self.class_ids_background):
-            problems.append(
-                "set_background_id and class_ids_background come together: set both or neither"
-            )
-        if (
-            self.set_background_id is not None
-            and self.set_background_id in self.class_ids_background
-        ):
-            problems.append(
-                f"set_background_id {self.set_background_id} is also in class_ids_background; "
-                "the two must not overlap"
-            )
-        bg = set(self.class_ids_background) | (
-            {self.set_background_id} if self.set_background_id is not None else set()
-        )
-        clash = sorted(bg & set(self.ignore_class_ids))
-        if clash:
-            problems.append(
-                f"ignore_class_ids {clash} also appear in the background settings; "
-                "an ignore id may not be merged into the background"
-            )
-        if self.normalization_type == "constant_values":
-            for key in ("mean_values_normalization", "deviation_values_normalization"):
-                values = getattr(self, key)
-                if len(values) not in (1, self.image_num_channels):
-                    problems.append(
-                        f"{key} needs 1 or {self.image_num_channels} values (one per channel), "
-                        f"got {len(values)}"
-                    )
-            if any(v <= 0 for v in self.deviation_values_normalization):
-                problems.append("deviation_values_normalization must be > 0")
-        if self.domain_handling == "crop_domain" and self.domain_roi is not None:
-            roi = self.domain_roi
-            if len(roi) != 4 or roi[0] > roi[2] or roi[1] > roi[3] or min(roi) < 0:
-                problems.append(
-                    f"domain_roi {roi} is not a rectangle [row1, col1, row2, col2] with "
-                    "0 <= row1 <= row2 and 0 <= col1 <= col2"
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return _validate_with_rules(cls, data, handler, _preprocess_rules)
+
+
+def _preprocess_rules(p: PreprocessParams, bad: set[str]) -> list[tuple[str, str]]:
+    """HALCON's rules between preprocessing parameters, as ``(key, problem)`` pairs."""
+
+    def ok(*keys: str) -> bool:
+        return not bad.intersection(keys)
+
+    out: list[tuple[str, str]] = []
+    if ok("image_range_min", "image_range_max") and p.image_range_min >= p.image_range_max:
+        out.append(("image_range_min", f"must be below image_range_max ({p.image_range_max})"))
+    for key in ("ignore_class_ids", "class_ids_background"):
+        ids = getattr(p, key)
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if ok(key) and dup:
+            out.append((key, f"has duplicates {dup}; list each id once"))
+    bg_id, bg = p.set_background_id, p.class_ids_background
+    if ok("set_background_id", "class_ids_background"):
+        if (bg_id is None) != (not bg):
+            out.append(
+                (
+                    "set_background_id",
+                    "set_background_id and class_ids_background come together: set both or neither",
                 )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            )
+        if bg_id is not None and bg_id in bg:
+            out.append(
+                (
+                    "class_ids_background",
+                    f"holds set_background_id {bg_id}; the two must not overlap",
+                )
+            )
+    if ok("ignore_class_ids", "set_background_id", "class_ids_background"):
+        merged = set(bg) | ({bg_id} if bg_id is not None else set())
+        clash = sorted(merged & set(p.ignore_class_ids))
+        if clash:
+            out.append(
+                (
+                    "ignore_class_ids",
+                    f"{clash} also appear in set_background_id / class_ids_background; an "
+                    "ignore id may not be merged into the background",
+                )
+            )
+    channels_ok = ok("normalization_type", "image_num_channels")
+    if channels_ok and p.normalization_type == "constant_values":
+        for key in ("mean_values_normalization", "deviation_values_normalization"):
+            n = len(getattr(p, key))
+            if ok(key) and n not in (1, p.image_num_channels):
+                out.append((key, f"needs 1 or {p.image_num_channels} values (one per channel)"))
+    roi = p.domain_roi
+    if ok("domain_roi") and roi is not None and (roi[0] > roi[2] or roi[1] > roi[3]):
+        out.append(
+            (
+                "domain_roi",
+                "is not a rectangle [row1, col1, row2, col2] with row1 <= row2 and col1 <= col2",
+            )
+        )
+    return out
 
 
 class ClassWeightParams(Section):
     """Class weights (calculate_dl_segmentation_class_weights)."""
 
-    max_weight: float = Field(1000.0, gt=0)
-    """Upper clip of the computed class weights."""
-    weights: list[float] | None = None
-    """User-given weights, one per class id; they replace the computed ones."""
+    max_weight: float = Field(1000.0, gt=0, allow_inf_nan=False)
+    """Upper clip of the computed class weights (> 0)."""
+    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    """User-given weights, one per class id (>= 0, not all 0); they replace the computed ones."""
 
     @model_validator(mode="after")
     def _check_weights(self) -> Self:
-        if self.weights is not None and any(w < 0 or not math.isfinite(w) for w in self.weights):
-            raise ValueError(f"weights {self.weights} must be finite and >= 0")
+        if self.weights is not None and not any(w > 0 for w in self.weights):
+            raise ValueError(
+                f"weights {self.weights} must have at least one weight > 0 (else nothing is "
+                "learned); give one weight per class id or null to compute them"
+            )
         return self
 
 
@@ -245,7 +364,7 @@ class PreprocessStageParams(Section):
     out_dir: str = "data/preprocessed"
     """Output folder: ``dataset.parquet`` and ``samples/`` (one file per sample)."""
     workers: int = Field(0, ge=0)
-    """Worker processes; 0 means one per CPU core."""
+    """Worker processes; 0 means one per CPU core, 1 runs in the calling process."""
     overwrite: bool = False
     """Rewrite samples even when their inputs and parameters did not change."""
     param: PreprocessParams = PreprocessParams()

@@ -1,0 +1,363 @@
+"""Inference on new images (HALCON: gen_dl_samples_from_images, apply_dl_model, threshold).
+
+:func:`load_model` reads a model bundle (or its ONNX export), :func:`apply_model` runs it
+on images of any size and type and returns one :class:`DLResult` per image:
+``segmentation_image`` (class ids at the input's own size), ``segmentation_confidence``
+(probability of the chosen class, 0-1) and the connected regions of every class.
+
+Images go through :func:`segcore.transforms.preprocess_samples` /
+:func:`~segcore.transforms.preprocess_image`, the same code that prepared the training
+data. Class probabilities are resized bilinearly from network resolution to the input's
+size before the argmax, so borders stay smooth on large images. Folders of files are
+handled by :func:`segcore.infer_files.run_inference`.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from segcore.constants import BUNDLE_CONFIG
+from segcore.errors import ParamsError, SegcoreError
+from segcore.models import ignore_indices, mask_ignored_logits
+from segcore.params import PreprocessParams
+from segcore.transforms import preprocess_samples, resolve_roi
+
+ONNX_FILE = "model.onnx"
+"""File name of the ONNX export inside a bundle."""
+
+BACKENDS = ("torch", "onnx")
+
+
+class ModelConfig(Protocol):
+    """What inference needs from a bundle's config (``segcore.bundle.BundleConfig``)."""
+
+    class_ids: list[int]
+    class_names: list[str]
+    ignore_class_ids: list[int]
+    preprocess_param: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected component of one class (HALCON: a region of the thresholded result).
+
+    ``bbox`` is ``(row1, col1, row2, col2)``, inclusive, in input-image pixels;
+    ``centroid`` is ``(row, col)``.
+    """
+
+    class_id: int
+    class_name: str
+    area: int
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+    mean_confidence: float
+
+
+@dataclass
+class DLResult:
+    """The result for one image (HALCON's DLResult).
+
+    Attributes:
+        segmentation_image: ``(H, W)`` uint16 class ids at the input's own size.
+        segmentation_confidence: ``(H, W)`` float32 in [0, 1], probability of the chosen class.
+        regions: connected components (8-neighbourhood) of every class, ordered by class
+            index, then by area (largest first); only those with at least ``min_area`` pixels.
+    """
+
+    segmentation_image: np.ndarray
+    segmentation_confidence: np.ndarray
+    regions: list[Region] = field(default_factory=list)
+
+    def regions_of(self, class_id: int) -> list[Region]:
+        """The regions of one class id."""
+        return [r for r in self.regions if r.class_id == class_id]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given.
+
+    Raises:
+        ParamsError: CUDA asked for but not available, or an unknown device string.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParamsError(
+            f"device: unknown device {device!r}; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParamsError(f"device: {device!r} asked for, but CUDA is not available; use cpu")
+    return dev
+
+
+def masked_probabilities(logits: torch.Tensor, ignore: Sequence[int]) -> torch.Tensor:
+    """``(N, K, H, W)`` logits -> softmax probabilities; ignore classes get probability 0."""
+    return torch.softmax(mask_ignored_logits(logits, ignore).float(), dim=1)
+
+
+class SegModel:
+    """A model ready for inference: the network (torch module or ONNX session) + its config.
+
+    Args:
+        module: the torch network, ``(N, C, H, W)`` float32 -> ``(N, K, H, W)`` logits.
+        config: class ids/names, ignore ids and preprocess parameters (a ``BundleConfig``).
+        device: where the torch module runs.
+        session: an onnxruntime session instead of ``module`` (input ``image``, output
+            ``probabilities`` ``(N, K, H, W)``).
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module | None,
+        config: ModelConfig,
+        device: torch.device | str = "cpu",
+        session: Any | None = None,
+    ) -> None:
+        if (module is None) == (session is None):
+            raise ValueError("give exactly one of module and session")
+        self.module = module.eval() if module is not None else None
+        self.config = config
+        self.device = torch.device(device)
+        self.session = session
+        self._ignore = ignore_indices(config.class_ids, config.ignore_class_ids)
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.module is not None else "onnx"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.class_ids)
+
+    @property
+    def preprocess(self) -> PreprocessParams:
+        """The bundle's preprocessing parameters (validated)."""
+        return PreprocessParams.model_validate(self.config.preprocess_param)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, C, H, W)`` float32 preprocessed images -> ``(N, K, H, W)`` float32 probabilities."""
+        if self.session is not None:
+            return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
+        return self._torch_probabilities(batch).cpu().numpy()
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, C, H, W)`` -> class indices ``(N, H, W)`` int64 and confidence ``(N, H, W)`` f32."""
+        if self.session is not None:
+            probs = self.probabilities(batch)
+            return probs.argmax(axis=1), probs.max(axis=1)
+        conf, idx = self._torch_probabilities(batch).max(dim=1)
+        return idx.cpu().numpy(), conf.cpu().numpy()
+
+    def _torch_probabilities(self, batch: np.ndarray) -> torch.Tensor:
+        assert self.module is not None
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        with torch.inference_mode():
+            return masked_probabilities(self.module(x), self._ignore)
+
+
+def load_model(
+    bundle: str | os.PathLike[str], device: str = "auto", backend: str = "torch"
+) -> SegModel:
+    """Load a model bundle for inference.
+
+    Args:
+        bundle: the bundle directory (``model.safetensors`` + ``model.json``).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        backend: ``torch`` (the bundle's weights) or ``onnx`` (``model.onnx`` in the bundle,
+            written by ``segcore export-onnx``, run with onnxruntime).
+
+    Raises:
+        SegcoreError: no bundle there, an unknown backend, or a missing / stale ONNX file.
+    """
+    from segcore.bundle import load_bundle
+
+    path = Path(bundle)
+    if backend not in BACKENDS:
+        raise ParamsError(f"backend: unknown {backend!r}; use one of {', '.join(BACKENDS)}")
+    if not (path / BUNDLE_CONFIG).is_file():
+        raise SegcoreError(
+            f"{path}: not a model bundle (no {BUNDLE_CONFIG}); train one with `segcore train` "
+            "or pass the bundle folder (e.g. models/best)"
+        )
+    dev = resolve_device(device)
+    module, config = load_bundle(path, device=str(dev))
+    if backend == "torch":
+        return SegModel(module, config, dev)
+    from segcore.onnx_export import open_session
+
+    return SegModel(None, config, dev, session=open_session(path, device=dev))
+
+
+def apply_model(
+    model: SegModel,
+    images: Sequence[np.ndarray],
+    batch_size: int = 8,
+    min_area: int = 1,
+) -> list[DLResult]:
+    """Segment images (HALCON: apply_dl_model on samples made from images).
+
+    Args:
+        model: from :func:`load_model`.
+        images: ``(H, W)`` or ``(H, W, C)`` arrays (uint8, uint16 or float), any size each.
+        batch_size: images per forward pass.
+        min_area: regions with fewer pixels are left out of ``DLResult.regions``.
+
+    Returns:
+        one :class:`DLResult` per image, at that image's own size.
+    """
+    param = model.preprocess
+    roi = roi_of(param)
+    results: list[DLResult] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        probs = model.probabilities(preprocess_samples(chunk, param))
+        results.extend(
+            to_result(p, image.shape[:2], model.config, roi, min_area)
+            for p, image in zip(probs, chunk, strict=True)
+        )
+    return results
+
+
+def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
+    """The rectangle the network sees under ``crop_domain``, else ``None`` (whole image).
+
+    Raises:
+        ParamsError: ``crop_domain`` without a ``domain_roi``.
+    """
+    roi = resolve_roi(param)
+    return None if roi is None else (roi[0], roi[1], roi[2], roi[3])
+
+
+def to_result(
+    probs: np.ndarray,
+    size: tuple[int, int],
+    config: ModelConfig,
+    roi: tuple[int, int, int, int] | None = None,
+    min_area: int = 1,
+) -> DLResult:
+    """Network output of one image -> :class:`DLResult` at the input's size.
+
+    Args:
+        probs: ``(K, h, w)`` class probabilities at network resolution.
+        size: ``(H, W)`` of the input image.
+        roi: ``(row1, col1, row2, col2)`` inclusive when the network saw only that part
+            (``crop_domain``); outside it the result is the first class with confidence 0.
+        min_area: smallest region (pixels) kept in ``regions``.
+    """
+    height, width = size
+    r1, c1, r2, c2 = roi if roi is not None else (0, 0, height - 1, width - 1)
+    r2, c2 = min(r2, height - 1), min(c2, width - 1)
+    hwk = np.ascontiguousarray(probs.transpose(1, 2, 0))
+    if hwk.shape[:2] != (r2 - r1 + 1, c2 - c1 + 1):
+        hwk = cv2.resize(hwk, (c2 - c1 + 1, r2 - r1 + 1), interpolation=cv2.INTER_LINEAR)
+        if hwk.ndim == 2:  # cv2 drops a single channel
+            hwk = hwk[:, :, None]
+    index = hwk.argmax(axis=2)
+    conf = np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
+    ids = np.asarray(config.class_ids, dtype=np.uint16)
+    seg = np.full((height, width), ids[0], dtype=np.uint16)
+    confidence = np.zeros((height, width), dtype=np.float32)
+    seg[r1 : r2 + 1, c1 : c2 + 1] = ids[index]
+    confidence[r1 : r2 + 1, c1 : c2 + 1] = np.clip(conf, 0.0, 1.0)
+    return DLResult(seg, confidence, find_regions(seg, confidence, config, min_area))
+
+
+def find_regions(
+    segmentation: np.ndarray,
+    confidence: np.ndarray,
+    config: ModelConfig,
+    min_area: int = 1,
+) -> list[Region]:
+    """Connected components (8-neighbourhood) of every class in a segmentation image.
+
+    Args:
+        segmentation: ``(H, W)`` class ids.
+        confidence: ``(H, W)`` float32 confidences (for each region's mean).
+        min_area: regions with fewer pixels are dropped.
+    """
+    regions: list[Region] = []
+    present = set(np.unique(segmentation).tolist())
+    for class_id, name in zip(config.class_ids, config.class_names, strict=True):
+        if class_id not in present:
+            continue
+        mask = (segmentation == class_id).astype(np.uint8)
+        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sums = np.bincount(labels.ravel(), weights=confidence.ravel(), minlength=n)
+        found = []
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if area < min_area:
+                continue
+            found.append(
+                Region(
+                    class_id=int(class_id),
+                    class_name=name,
+                    area=area,
+                    bbox=(y, x, y + h - 1, x + w - 1),
+                    centroid=(float(centroids[i][1]), float(centroids[i][0])),
+                    mean_confidence=float(sums[i] / area),
+                )
+            )
+        regions.extend(sorted(found, key=lambda r: -r.area))
+    return regions
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """Fixed display colour per class index: ``(K, 3)`` uint8 RGB, the same everywhere.
+
+    Index 0 (usually the good / background class) is dark grey; the next ones are
+    high-contrast colours, further ones are spread evenly over the hue circle.
+    """
+    base = [
+        (64, 64, 64),
+        (230, 25, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (60, 180, 75),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (170, 110, 40),
+    ]
+    for k in range(len(base), num_classes):
+        r, g, b = colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.85, 0.95)
+        base.append((round(r * 255), round(g * 255), round(b * 255)))
+    return np.asarray(base[:num_classes], dtype=np.uint8)
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """Any ``(H, W[, C])`` image -> ``(H, W, 3)`` uint8 RGB for display (non-8-bit stretched)."""
+    img = image if image.ndim == 3 else image[:, :, None]
+    if img.dtype != np.uint8:
+        f = img.astype(np.float32)
+        lo, hi = float(f.min()), float(f.max())
+        img = ((f - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(f)).astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def overlay(
+    image: np.ndarray, result: DLResult, config: ModelConfig, alpha: float = 0.45
+) -> np.ndarray:
+    """The image with every class but the first tinted in its colour: ``(H, W, 3)`` uint8 RGB."""
+    rgb = display_image(image).astype(np.float32)
+    colors = class_colors(len(config.class_ids)).astype(np.float32)
+    lut = np.zeros(int(max(config.class_ids)) + 1, dtype=np.int64)
+    lut[np.asarray(config.class_ids)] = np.arange(len(config.class_ids))
+    index = lut[result.segmentation_image]
+    tint = (index > 0)[:, :, None]
+    blended = np.where(tint, (1 - alpha) * rgb + alpha * colors[index], rgb)
+    return blended.round().astype(np.uint8)

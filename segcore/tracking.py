@@ -1,0 +1,402 @@
+"""MLflow tracking of pipeline runs: one MLflow run per training, shared by later stages.
+
+The train stage starts the run (params, lineage tags, per-epoch metrics through
+:class:`MLflowCallback`) and writes its id to ``<train.out_dir>/mlflow_run.json``, a train
+output. Evaluate and register run as separate commands under ``dvc repro`` (or as tasks of
+the flow) and resume that run by reading the file, so one MLflow run holds the whole story
+of one model: params, curves, test measures, plots, report, the logged model and the
+registry decision.
+
+The store is ``sqlite:///<repo root>/mlflow.db`` unless ``tracking.tracking_uri`` or the
+``MLFLOW_TRACKING_URI`` environment variable (which wins) says otherwise; the path is always
+absolute, so stages started from other folders agree. Nothing here touches MLflow's global
+state except inside :meth:`TrackedRun.log_model`, which needs MLflow's fluent API and
+restores it afterwards.
+
+Metric names: per-epoch history as ``epoch/<name>`` (step = epoch), evaluation as
+``<split>/<measure>`` and ``<split>/<measure>/<class name>``, the registry gate as
+``register/<...>``. Run names: ``<model>-<UTC time>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from segcore.errors import SegcoreError
+from segcore.io import write_json_atomic
+from segcore.params import Params, TrackingParams, flatten
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+RUN_FILE = "mlflow_run.json"
+"""File in ``train.out_dir`` that names the MLflow run of that training."""
+DB_FILE = "mlflow.db"
+"""Default store, in the repository root."""
+ARTIFACTS_DIR = "mlartifacts"
+"""Artifact folder beside a sqlite store (new experiments only)."""
+MODEL_NAME = "model"
+"""Name of the logged pyfunc model inside a run."""
+TAG_FLOW_RUN = "prefect.flow_run_id"
+"""Tag with the id of the Prefect flow run that ran a stage (set by the flow)."""
+
+_MAX_BATCH = 100
+_MAX_PARAM_LEN = 6000
+_BAD_NAME_CHARS = re.compile(r"[^\w.\- /]")
+
+
+class TrackingError(SegcoreError):
+    """The MLflow store or run cannot be used as configured."""
+
+
+# --------------------------------------------------------------------------- where
+
+
+def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
+    """The nearest folder at or above ``start`` holding ``.dvc`` or ``.git`` (else ``start``)."""
+    start_path = Path(start).resolve()
+    for folder in (start_path, *start_path.parents):
+        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
+            return folder
+    return start_path
+
+
+def resolve_tracking_uri(tracking: TrackingParams, root: str | os.PathLike[str]) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else
+    ``sqlite:///<root>/mlflow.db``; relative sqlite paths are made absolute against ``root``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    uri = tracking.tracking_uri or f"sqlite:///{DB_FILE}"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + (Path(root).resolve() / uri[len(prefix) :]).as_posix()
+    return uri
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside the database; servers choose their own."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        return (Path(uri[len(prefix) :]).parent / ARTIFACTS_DIR).resolve().as_uri()
+    return None
+
+
+def metric_name(*parts: str) -> str:
+    """Join name parts with ``/``, replacing characters MLflow does not accept by ``_``."""
+    return "/".join(_BAD_NAME_CHARS.sub("_", str(p)) for p in parts)
+
+
+def params_to_log(params: Params) -> dict[str, Any]:
+    """Every leaf of ``params.yaml`` under its YAML key (``register.model_name``, ...)."""
+    out: dict[str, Any] = {}
+    for name, field in type(params).model_fields.items():
+        out.update(flatten(getattr(params, name), f"{field.alias or name}."))
+    return out
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _lock_hashes(root: Path) -> dict[str, str]:
+    """``{path: md5}`` of every dep and out recorded in ``dvc.lock``."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return {}
+    data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    hashes: dict[str, str] = {}
+    for stage in (data.get("stages") or {}).values():
+        for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
+            if "path" in entry and "md5" in entry:
+                hashes[PurePosixPath(entry["path"]).as_posix()] = str(entry["md5"])
+    return hashes
+
+
+def _relative(path: str, root: Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        with contextlib.suppress(ValueError):
+            p = p.resolve().relative_to(root)
+    return PurePosixPath(os.path.normpath(p.as_posix())).as_posix()
+
+
+def lineage_tags(params: Params, root: str | os.PathLike[str]) -> dict[str, str]:
+    """Where the data and code of a run came from.
+
+    ``mlflow.source.git.commit`` and ``git.dirty`` (tracked files changed since the commit),
+    and the DVC hashes recorded in ``dvc.lock`` of the raw images and labels, the split
+    dataset table and the preprocessed data (``dvc.<name>.md5``); a tag is left out when
+    its source is unavailable (no git, no ``dvc.lock`` entry yet).
+    """
+    root_path = Path(root).resolve()
+    tags: dict[str, str] = {}
+    commit = _git(root_path, "rev-parse", "HEAD")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        status = _git(root_path, "status", "--porcelain", "--untracked-files=no")
+        if status is not None:
+            tags["git.dirty"] = str(bool(status)).lower()
+    hashes = _lock_hashes(root_path)
+    for name, path in (
+        ("raw_images", params.dataset.image_dir),
+        ("raw_labels", params.dataset.segmentation_dir),
+        ("dataset", params.split.out),
+        ("preprocessed", params.preprocess.out_dir),
+    ):
+        md5 = hashes.get(_relative(path, root_path))
+        if md5:
+            tags[f"dvc.{name}.md5"] = md5
+    return tags
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """One MLflow run of the pipeline (see the module docstring).
+
+    Attributes:
+        client: a client on :attr:`tracking_uri`.
+        run_id: the MLflow run id.
+        experiment_id: its experiment.
+        tracking_uri: the store.
+    """
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (values as strings, cut to MLflow's 6000 characters)."""
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (replacing earlier values)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i : i + _MAX_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics at ``step``; values that are not finite numbers are left out."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        ]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + _MAX_BATCH])
+
+    def log_evaluation(self, split: str, measures: Mapping[str, Any]) -> dict[str, float]:
+        """Log evaluation measures as ``<split>/<measure>`` and ``<split>/<measure>/<class>``.
+
+        Args:
+            split: the evaluated split.
+            measures: ``metrics.json`` content: numbers, and per-class ``{name: value}``
+                dicts where -1 marks a class without ground truth (left out).
+
+        Returns:
+            the logged metrics.
+        """
+        flat: dict[str, float] = {}
+        for key, value in measures.items():
+            if isinstance(value, Mapping):
+                for cls, v in value.items():
+                    if isinstance(v, int | float) and v >= 0:
+                        flat[metric_name(split, key, cls)] = float(v)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                flat[metric_name(split, key)] = float(value)
+        self.log_metrics(flat)
+        return flat
+
+    def log_artifacts(self, files: Iterable[Path], artifact_path: str) -> None:
+        """Upload files under ``artifact_path`` of the run."""
+        for f in files:
+            self.client.log_artifact(self.run_id, str(f), artifact_path)
+
+    def log_model(self, bundle_dir: str | os.PathLike[str], *, device: str = "auto") -> str:
+        """Log a model bundle as a pyfunc model with its image signature; returns its URI.
+
+        See :mod:`segcore.mlflow_model` for what the model takes and answers.
+        """
+        import mlflow
+
+        from segcore.mlflow_model import log_pyfunc_model
+
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=self.run_id, nested=mlflow.active_run() is not None):
+                return log_pyfunc_model(Path(bundle_dir), name=MODEL_NAME, device=device)
+        finally:
+            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None resets
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's identity to ``path`` (JSON), for later stages to resume it."""
+        write_json_atomic(
+            path,
+            {"run_id": self.run_id, "experiment_id": self.experiment_id},
+        )
+        return Path(path)
+
+    def callback(self) -> MLflowCallback:
+        """A training callback that logs into this run."""
+        return MLflowCallback(self)
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:_MAX_PARAM_LEN]
+
+
+class MLflowCallback:
+    """Training callback (``segcore.train`` protocol) that logs into a :class:`TrackedRun`.
+
+    ``on_train_start`` sets the info as ``train.<key>`` tags, ``on_epoch_end`` logs the
+    epoch's history as ``epoch/<name>`` with ``step = epoch``.
+    """
+
+    def __init__(self, run: TrackedRun) -> None:
+        self.run = run
+
+    def on_train_start(self, info: Mapping[str, Any]) -> None:
+        self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        named = {metric_name("epoch", k): v for k, v in metrics.items() if k != "epoch"}
+        self.run.log_metrics(named, step=int(epoch))
+
+    def on_train_end(self, result: Any) -> None:
+        """Nothing to add: the bundles are logged by the evaluate stage."""
+
+
+def _client_and_experiment(params: Params, root: Path) -> tuple[MlflowClient, str, str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(params.tracking, root)
+    client = MlflowClient(tracking_uri=uri)
+    name = params.tracking.experiment_name
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id, uri
+        try:
+            return client, client.create_experiment(name, _artifact_location(uri)), uri
+        except MlflowException:  # created meanwhile by a concurrent stage
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return client, experiment.experiment_id, uri
+    except MlflowException as err:
+        raise TrackingError(
+            f"MLflow store {uri}: {err.message}; check tracking.tracking_uri in params.yaml "
+            "or MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def _new_run(
+    client: MlflowClient, experiment_id: str, uri: str, params: Params, root: Path
+) -> TrackedRun:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    info = client.create_run(experiment_id, run_name=f"{params.train.model}-{stamp}").info
+    run = TrackedRun(client, info.run_id, experiment_id, uri)
+    run.log_params(params_to_log(params))
+    return run
+
+
+@contextlib.contextmanager
+def _lifecycle(run: TrackedRun, params: Params, root: Path, tags: Mapping[str, str] | None):
+    run.client.update_run(run.run_id, status="RUNNING")
+    run.set_tags({**lineage_tags(params, root), **(tags or {})})
+    try:
+        yield run
+    except BaseException:
+        run.client.set_terminated(run.run_id, "FAILED")
+        raise
+    run.client.set_terminated(run.run_id, "FINISHED")
+
+
+@contextlib.contextmanager
+def start_run(
+    params: Params, root: str | os.PathLike[str], *, tags: Mapping[str, str] | None = None
+) -> Iterator[TrackedRun]:
+    """A new MLflow run with every param and the lineage tags; FAILED if the body raises.
+
+    Args:
+        params: all of ``params.yaml`` (logged flattened).
+        root: the repository root (store location, git, ``dvc.lock``).
+        tags: further tags, e.g. :data:`TAG_FLOW_RUN`.
+    """
+    root_path = Path(root).resolve()
+    client, experiment_id, uri = _client_and_experiment(params, root_path)
+    run = _new_run(client, experiment_id, uri, params, root_path)
+    with _lifecycle(run, params, root_path, tags):
+        yield run
+
+
+@contextlib.contextmanager
+def resume_run(
+    params: Params,
+    root: str | os.PathLike[str],
+    run_file: str | os.PathLike[str],
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[TrackedRun]:
+    """Continue the run named in ``run_file`` (written by the train stage).
+
+    When the file is missing or its run is not in this store (e.g. a model trained
+    elsewhere), a new run is started and tagged ``segcore.resumed = false``, so nothing is
+    lost. The run ends FINISHED, or FAILED if the body raises.
+    """
+    from mlflow.exceptions import MlflowException
+
+    root_path = Path(root).resolve()
+    client, experiment_id, uri = _client_and_experiment(params, root_path)
+    run: TrackedRun | None = None
+    path = Path(run_file)
+    if path.is_file():
+        try:
+            ref = json.loads(path.read_text(encoding="utf-8"))
+            info = client.get_run(str(ref["run_id"])).info
+            run = TrackedRun(client, info.run_id, info.experiment_id, uri)
+        except (ValueError, KeyError, TypeError, MlflowException):
+            run = None
+    if run is None:
+        run = _new_run(client, experiment_id, uri, params, root_path)
+        run.set_tags({"segcore.resumed": "false", "segcore.missing_run_file": str(path)})
+    with _lifecycle(run, params, root_path, tags):
+        yield run
