@@ -272,8 +272,224 @@ def preprocess(
 # --------------------------------------------------------------------------- train
 # (segcore train: see issue "Models and training")
 
+
+@app.command()
+def train(
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue from OUT_DIR/checkpoint.pt (same params; --epochs may grow)."
+        ),
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Number of epochs (train.num_epochs).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (train.device).")
+    ] = None,
+    out_dir: Annotated[
+        str | None, typer.Option(help="Folder for bundles and checkpoint (train.out_dir).")
+    ] = None,
+    dataset_file: Annotated[
+        str | None, typer.Option("--dataset", help="Preprocessed dataset table (train.dataset).")
+    ] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Per-epoch history CSV (train.history).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="compact, enhanced or an smp architecture, e.g. unet (train.model)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Samples per step and process (train.batch_size).")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Initial learning rate (train.learning_rate).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (train.seed).")] = None,
+    num_threads: Annotated[
+        int | None, typer.Option(help="CPU threads; 0 = torch's default (train.num_threads).")
+    ] = None,
+) -> None:
+    """Train a segmentation model on the preprocessed train split (train_dl_model).
+
+    Writes the bundles (best/, final/, ...), the checkpoint and the per-epoch history.
+    Distributed: `torchrun --nproc_per_node=N -m segcore.cli train` (gloo on CPU, nccl on
+    CUDA); batch size is per process and rank 0 writes.
+    """
+    import os
+
+    from segcore.train import train_model
+
+    p = override(
+        _params(params_file).train,
+        num_epochs=epochs,
+        device=device,
+        out_dir=out_dir,
+        dataset=dataset_file,
+        history=history,
+        model=model,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        num_threads=num_threads,
+        option_names={"num_epochs": "--epochs", "dataset": "--dataset"},
+    )
+    result = train_model(p.dataset, p, resume=resume)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    key = p.evaluation_comparison_key
+    best = "n/a" if result.best_value is None else f"{result.best_value:.4f}"
+    written = ", ".join(str(path) for path in result.bundles.values()) or "none"
+    out.print(f"Train: {len(result.history)} epochs, best {key} {best} -> {written}")
+    out.print(f"History: {result.history_path}; checkpoint: {result.checkpoint}")
+
+
 # --------------------------------------------------------------------------- evaluate / infer / export-onnx
 # (see issue "Evaluation, report with plots, inference on new images, ONNX export")
+
+
+@app.command()
+def evaluate(
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    bundle: Annotated[
+        str | None, typer.Option(help="Model bundle to evaluate (evaluate.bundle).")
+    ] = None,
+    dataset_file: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Preprocessed dataset table (evaluate.dataset)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="train, validation or test (evaluate.split).")
+    ] = None,
+    measures: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--measure",
+            help="A measure to compute; repeat for several; all gives every one "
+            "(evaluate.measures).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Samples per forward pass (evaluate.batch_size).")
+    ] = None,
+    worst_k: Annotated[
+        int | None, typer.Option(help="Worst samples shown in the report (evaluate.worst_k).")
+    ] = None,
+    report_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder for metrics.json and the report (evaluate.report_dir)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (evaluate.device).")
+    ] = None,
+) -> None:
+    """Evaluate a model on one split and write metrics.json, plots and report.html
+    (evaluate_dl_model, dev_display_segmentation_evaluation)."""
+    from segcore.evaluate import evaluate_model
+    from segcore.report import write_evaluation_report
+
+    params = _params(params_file)
+    p = override(
+        params.evaluate,
+        bundle=bundle,
+        dataset=dataset_file,
+        split=split,
+        measures=measures,
+        batch_size=batch_size,
+        worst_k=worst_k,
+        report_dir=report_dir,
+        device=device,
+        option_names={"dataset": "--dataset", "measures": "--measure"},
+    )
+    result = evaluate_model(
+        p.bundle,
+        p.dataset,
+        split=p.split,
+        measures=p.measures,
+        batch_size=p.batch_size,
+        device=p.device,
+        keep_worst=p.worst_k,
+    )
+    path = write_evaluation_report(
+        result, p.dataset, p.report_dir, history_path=params.train.history, worst_k=p.worst_k
+    )
+    out.print(result.render())
+    out.print(f"Report: {path} (metrics: {Path(p.report_dir) / 'metrics.json'})")
+
+
+@app.command()
+def infer(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder, e.g. models/best.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files and folders (searched recursively).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per forward pass (infer.batch_size).")
+    ] = None,
+    min_area: Annotated[
+        int | None,
+        typer.Option(help="Smallest region (pixels) in the regions table (infer.min_area)."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="torch, or onnx for the bundle's model.onnx (infer.backend)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (infer.device).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Threads for decoding and writing; 0 = up to 4 (infer.workers)."),
+    ] = None,
+) -> None:
+    """Segment new images: per image the segmentation (class ids), confidence and overlay
+    images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed."""
+    from segcore.errors import EXIT_PARTIAL_FAILURE
+    from segcore.infer import load_model
+    from segcore.infer_files import run_inference
+
+    p = override(
+        _params(params_file).infer,
+        batch_size=batch_size,
+        min_area=min_area,
+        backend=backend,
+        device=device,
+        workers=workers,
+    )
+    model = load_model(bundle, device=p.device, backend=p.backend)
+    summary = run_inference(
+        model,
+        inputs,
+        out_dir,
+        batch_size=p.batch_size,
+        min_area=p.min_area,
+        workers=p.workers or None,
+    )
+    out.print(summary.render(), highlight=False)
+    if summary.failed:
+        raise typer.Exit(EXIT_PARTIAL_FAILURE)
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder, e.g. models/best.")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="ONNX file (default: BUNDLE/model.onnx, used by infer)."),
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 17 or newer.")] = 17,
+) -> None:
+    """Export a bundle to ONNX (dynamic batch, and height/width where the network allows)
+    for `segcore infer --backend onnx` and other runtimes."""
+    from segcore.onnx_export import describe, export_onnx
+
+    path = export_onnx(bundle, out_file, opset=opset)
+    out.print(f"ONNX: {path} ({describe(path)})")
+
 
 # --------------------------------------------------------------------------- register
 # (see issue "The pipeline")

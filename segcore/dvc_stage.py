@@ -104,8 +104,12 @@ class DvcPipeline:
     def changes(self, name: str) -> list[str]:
         """Why ``dvc repro`` would run stage ``name`` now; empty when it is up to date."""
         stage = self._stage(name)
-        if not stage.changed():
-            return []
+        return self._reasons(stage) if stage.changed() else []
+
+    @staticmethod
+    def _reasons(stage: Stage) -> list[str]:
+        if not any(entry.hash_info for entry in [*stage.deps, *stage.outs]):
+            return ["not in dvc.lock yet"]
         return _describe(stage.status().get(stage.addressing, []))
 
     def run(self, name: str, fn: Callable[[], T]) -> tuple[StageOutcome, T | None]:
@@ -128,7 +132,7 @@ class DvcPipeline:
         stage = self._stage(name)
         if not stage.changed():
             return StageOutcome(name, "skipped", (), time.perf_counter() - start), None
-        reasons = tuple(_describe(stage.status().get(stage.addressing, [])))
+        reasons = tuple(self._reasons(stage))
         # As `dvc repro`: clear old outputs, then prefer the run cache over running again.
         stage.remove_outs(ignore_remove=False, force=False)
         value: T | None = None
@@ -160,7 +164,7 @@ def _describe(entries: list) -> list[str]:
         for kind, items in entry.items():
             for path, change in items.items():
                 if isinstance(change, dict):  # params: {"params.yaml": {"train.seed": "modified"}}
-                    lines.extend(f"{kind}: {key} {what}" for key, what in change.items())
+                    lines.extend(f"{kind}: {path}: {key} {what}" for key, what in change.items())
                 else:
                     lines.append(f"{kind}: {path} {change}")
     return lines
@@ -171,7 +175,8 @@ def open_pipeline(root: str | Path) -> Iterator[DvcPipeline]:
     """Open the DVC repository at ``root`` for one pipeline run, holding its lock.
 
     Files DVC changes (``dvc.lock``, ``.gitignore``) are staged in git at the end when the
-    repository sets ``core.autostage``, as ``dvc repro`` does.
+    repository sets ``core.autostage``, as ``dvc repro`` does. DVC resolves paths against
+    the working directory, so it is ``root`` while the pipeline is open (restored after).
 
     Raises:
         PipelineDefinitionError: ``root`` is not a DVC repository or has no ``dvc.yaml``.
@@ -186,13 +191,14 @@ def open_pipeline(root: str | Path) -> Iterator[DvcPipeline]:
         raise PipelineDefinitionError(
             f"{root / 'dvc.yaml'}: not found; run the pipeline from the project root"
         )
-    try:
-        repo = Repo(str(root))
-    except NotDvcRepoError:
-        raise PipelineDefinitionError(
-            f"{root}: not a DVC repository; run `dvc init` there first"
-        ) from None
     with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.chdir(root))
+        try:
+            repo = Repo(str(root))
+        except NotDvcRepoError:
+            raise PipelineDefinitionError(
+                f"{root}: not a DVC repository; run `dvc init` there first"
+            ) from None
         stack.callback(repo.close)
         try:
             stack.enter_context(lock_repo(repo))

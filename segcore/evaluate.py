@@ -23,7 +23,7 @@ import pandas as pd
 
 from segcore.constants import COL_IMAGE_FILE, COL_IMAGE_ID
 from segcore.dldataset import DLDataset
-from segcore.errors import DatasetError, Problems
+from segcore.errors import DatasetError, ParamsError, Problems
 from segcore.infer import SegModel, load_model
 from segcore.metrics import (
     ALL,
@@ -149,9 +149,12 @@ def evaluate_model(
     Raises:
         DatasetError: the dataset is not preprocessed, the split is empty, or the dataset's
             classes or preprocessing differ from the model's.
-        ValueError: an unknown measure name.
+        ParamsError: an unknown measure name.
     """
-    names = resolve_measures(measures)
+    try:
+        names = resolve_measures(measures)
+    except ValueError as err:
+        raise ParamsError(f"evaluate.measures: {err}") from None
     ds = dataset if isinstance(dataset, DLDataset) else DLDataset.load(dataset)
     model = (
         model_or_bundle

@@ -125,7 +125,9 @@ class CompactUNet(nn.Module):
         self.up = nn.ModuleList(
             [nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)]
         )
-        self.decoder = nn.ModuleList([ConvBlock(2 * widths[i], widths[i], norm) for i in range(depth)])
+        self.decoder = nn.ModuleList(
+            [ConvBlock(2 * widths[i], widths[i], norm) for i in range(depth)]
+        )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
@@ -196,13 +198,48 @@ def create_model(
         return CompactUNet(in_channels, num_classes, **options)
     architectures = _smp_architectures()
     if key not in architectures:
-        raise ParamsError(
-            f"unknown model {name!r}; valid names: {', '.join(model_names())}"
-        )
+        raise ParamsError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
     model = _create_smp(architectures[key], key, num_classes, in_channels, encoder, kwargs)
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model
+
+
+def architecture(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    *,
+    encoder: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The full description of a model, as stored in a bundle's ``model.json``.
+
+    Defaults are resolved (compact/enhanced options, the smp encoder), so a bundle
+    rebuilds the same network even if defaults change later. Encoder weights are not
+    part of it: a bundle's own weights replace them.
+    """
+    key = name.lower()
+    if key in (COMPACT, ENHANCED):
+        kwargs = (COMPACT_DEFAULTS if key == COMPACT else ENHANCED_DEFAULTS) | kwargs
+    return {
+        "name": key,
+        "encoder": resolved_encoder(key, encoder),
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "kwargs": dict(kwargs),
+    }
+
+
+def create_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """The (randomly initialised) network an :func:`architecture` dict describes."""
+    return create_model(
+        arch["name"],
+        int(arch["num_classes"]),
+        int(arch.get("in_channels", 3)),
+        encoder=arch.get("encoder"),
+        **arch.get("kwargs", {}),
+    )
 
 
 def resolved_encoder(name: str, encoder: str | None) -> str | None:

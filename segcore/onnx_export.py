@@ -233,3 +233,21 @@ def open_session(bundle_dir: str | os.PathLike[str], device: torch.device | str 
             f"`segcore export-onnx {bundle}` again"
         )
     return session
+
+
+def describe(path: str | os.PathLike[str]) -> str:
+    """One line about an exported file: input and output shapes (symbolic names are dynamic)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def dims(value: Any) -> str:
+        shape = value.type.tensor_type.shape.dim
+        return "x".join(d.dim_param or str(d.dim_value) for d in shape)
+
+    graph = model.graph
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return (
+        f"{graph.input[0].name} {dims(graph.input[0])} -> {graph.output[0].name} "
+        f"{dims(graph.output[0])}, opset {opset}"
+    )

@@ -9,7 +9,9 @@ each naming the key and the fix. Stage code receives these objects and never ope
 
 from __future__ import annotations
 
+import math
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
@@ -396,24 +398,56 @@ class AugmentationParams(Section):
 
 
 class ChangeStrategy(Section):
-    """Set a model parameter to given values at given epochs (HALCON's change strategy)."""
+    """Set a model parameter to given values at given epochs (HALCON's change strategy).
+
+    The value before the first listed epoch is the one of the ``train`` section. With
+    SGD a learning-rate change rescales the momentum for one step (HALCON); see
+    ``segcore.solver``.
+    """
 
     model_param: Literal["learning_rate", "momentum", "weight_prior"] = "learning_rate"
     """Parameter that changes."""
     epochs: list[float]
-    """Epochs at which the values take effect (increasing)."""
+    """Epochs at which the values take effect (increasing; may be fractional)."""
     values: list[float]
     """New values, one per epoch."""
 
     @model_validator(mode="after")
     def _check_lengths(self) -> Self:
-        if len(self.epochs) != len(self.values):
-            raise ValueError(
-                f"epochs ({len(self.epochs)}) and values ({len(self.values)}) need the same length"
-            )
-        if list(self.epochs) != sorted(self.epochs):
-            raise ValueError(f"epochs {self.epochs} must be increasing")
+        # One ValueError with every problem: a nested section may not raise custom
+        # error types through the parent's rule check.
+        problems = _change_rules(self, set())
+        if problems:
+            raise ValueError("; ".join(f"{key} {problem}" for key, problem in problems))
         return self
+
+
+_CHANGE_LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_prior": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def _change_rules(p: ChangeStrategy, bad: set[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if not bad & {"epochs", "values"} and len(p.epochs) != len(p.values):
+        out.append(
+            ("values", f"has {len(p.values)} entries but epochs has {len(p.epochs)}; give one each")
+        )
+    if "epochs" not in bad and (
+        list(p.epochs) != sorted(set(p.epochs)) or any(e < 0 for e in p.epochs)
+    ):
+        out.append(("epochs", f"{p.epochs} must be >= 0 and strictly increasing"))
+    if not bad & {"values", "model_param"}:
+        ok, rule = _CHANGE_LIMITS[p.model_param]
+        wrong = [v for v in p.values if not (math.isfinite(v) and ok(v))]
+        if wrong:
+            out.append(("values", f"{wrong} must be {rule} for {p.model_param}"))
+    return out
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 class TrainParams(Section):
@@ -427,12 +461,14 @@ class TrainParams(Section):
     """Per-epoch history (loss, learning rate, measures, seconds); a DVC plot."""
     model: str = "compact"
     """``compact``, ``enhanced``, or a segmentation-models-pytorch architecture name."""
+    model_kwargs: dict[str, Any] = {}
+    """Further architecture arguments (compact/enhanced: base_channels, depth, norm)."""
     encoder: str | None = None
     """Encoder for segmentation-models-pytorch architectures (e.g. ``resnet18``)."""
     encoder_weights: str | None = None
     """Local weights file for the encoder; nothing is ever downloaded."""
     batch_size: int = Field(8, gt=0)
-    """Samples per step."""
+    """Samples per step and process."""
     batch_size_multiplier: int = Field(1, gt=0)
     """Steps whose gradients are accumulated before one update."""
     solver_type: SolverType = "adam"
@@ -440,15 +476,23 @@ class TrainParams(Section):
     learning_rate: float = Field(0.002, gt=0)
     """Initial learning rate."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    """SGD momentum (Adam: beta1)."""
+    """SGD momentum (segmentation often wants a high one, e.g. 0.99)."""
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    """Adam: decay of the running gradient mean."""
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    """Adam: decay of the running squared-gradient mean."""
+    adam_epsilon: float = Field(1e-8, gt=0)
+    """Adam: added to the denominator for stability."""
     weight_prior: float = Field(0.0001, ge=0.0)
-    """L2 regularization factor."""
+    """L2 regularization factor (added to the gradient as weight_prior * w)."""
     num_epochs: int = Field(30, gt=0)
     """Number of epochs."""
     evaluation_interval_epochs: float = Field(1.0, gt=0)
     """Evaluate on the validation split every this many epochs (may be fractional)."""
-    evaluation_comparison_key: str = "mean_iou"
-    """Measure that decides the ``best`` model; higher is better."""
+    evaluation_comparison_key: Literal[
+        "mean_iou", "pixel_accuracy", "mean_accuracy", "frequency_weighted_iou"
+    ] = "mean_iou"
+    """Validation measure that decides the ``best`` model; higher is better."""
     change_strategies: list[ChangeStrategy] = []
     """Scheduled changes of model parameters."""
     serialization_strategies: list[SerializationStrategy] = ["best", "final"]
@@ -463,8 +507,52 @@ class TrainParams(Section):
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     num_threads: int = Field(0, ge=0)
     """CPU threads for torch; 0 keeps torch's default."""
+    channels_last: bool = True
+    """Run the network in channels-last memory layout (faster convolutions on CPU)."""
     nproc: int = Field(1, gt=0)
     """Processes for distributed training when launched from the flow (torchrun)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_training(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return _validate_with_rules(cls, data, handler, _train_rules)
+
+
+def _train_rules(p: TrainParams, bad: set[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if "device" not in bad and not _DEVICE.fullmatch(p.device):
+        out.append(("device", f"{p.device!r} is unknown; use auto, cpu, cuda or cuda:N"))
+    if not bad & {"serialization_strategies", "serialization_epochs", "num_epochs"}:
+        has_epochs = "epochs" in p.serialization_strategies
+        if has_epochs and not p.serialization_epochs:
+            out.append(
+                (
+                    "serialization_epochs",
+                    "is empty but serialization_strategies has 'epochs'; list the epochs",
+                )
+            )
+        if p.serialization_epochs and not has_epochs:
+            out.append(
+                ("serialization_strategies", "lacks 'epochs' but serialization_epochs is set")
+            )
+        outside = [e for e in p.serialization_epochs if not 1 <= e <= p.num_epochs]
+        if outside:
+            out.append(
+                ("serialization_epochs", f"{outside} outside 1..num_epochs ({p.num_epochs})")
+            )
+    if not bad & {"change_strategies", "solver_type"}:
+        changed = [c.model_param for c in p.change_strategies]
+        twice = sorted({c for c in changed if changed.count(c) > 1})
+        if twice:
+            out.append(("change_strategies", f"change {twice} twice; merge them into one"))
+        if p.solver_type == "adam" and "momentum" in changed:
+            out.append(
+                (
+                    "change_strategies",
+                    "change momentum, which only solver_type sgd uses; remove it or use sgd",
+                )
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -505,6 +593,8 @@ class InferParams(Section):
     """``torch`` (the bundle's weights) or ``onnx`` (onnxruntime on ``model.onnx``)."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    workers: int = Field(0, ge=0)
+    """Threads that decode, preprocess and write images beside the model; 0 means up to 4."""
 
 
 # --------------------------------------------------------------------------- register

@@ -96,12 +96,15 @@ def dataset_stats(dataset: DLDataset) -> DatasetStats:
 def print_stats(stats: DatasetStats, console: Console) -> None:
     """Print the class table and the split table."""
     has_split = bool(stats.split_counts)
-    table = Table(title=f"Classes ({stats.num_samples} samples, {stats.num_pixels:,} pixels)")
-    for col in ("id", "class", "pixels", "% of pixels", "images"):
-        table.add_column(col, justify="left" if col == "class" else "right")
-    if has_split:
-        for s in SPLITS:
-            table.add_column(f"images {s}", justify="right")
+    table = Table(
+        title=f"Classes ({stats.num_samples} samples, {stats.num_pixels:,} pixels)",
+        caption="images: samples whose label image holds the class"
+        + (", in all and per split" if has_split else ""),
+    )
+    table.add_column("id", justify="right")
+    table.add_column("class", no_wrap=True)
+    for col in ("pixels", "% pixels", "images", *(SPLITS if has_split else ())):
+        table.add_column(col, justify="right", no_wrap=True)
     for c in stats.classes:
         row = [str(c.class_id), c.class_name, f"{c.pixels:,}", f"{c.pixel_percent:.3f}"]
         row.append(str(c.images))

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from segcore.io import write_image_atomic
 from segcore.progress import track
@@ -103,13 +105,13 @@ class PillsSummary:
         ]
         return "\n".join(lines)
 
-    def __rich__(self) -> Table:
-        table = Table(title=self._head(), title_justify="left")
+    def __rich__(self) -> Group:
+        table = Table()
         for col in ("class", "pixels", "% of pixels", "images"):
-            table.add_column(col, justify="left" if col == "class" else "right")
+            table.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
         for row in self._rows():
             table.add_row(*row)
-        return table
+        return Group(Text(self._head()), table)
 
 
 def generate_pills(
@@ -341,11 +343,12 @@ def _contamination(
     colour = palette[rng.integers(len(palette))]
     spots = np.zeros_like(inner)
     f = 1 << _SUBPIXEL
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(3, 8))):
         point = _random_point(rng, inner)
         if point is None:
             return
-        radius = rng.uniform(2.5, 7.5) * scale if rng.random() < 0.75 else rng.uniform(1.2, 2.5)
+        # Mostly blobs 6-15 px across (at 256 px), some specks of a few pixels.
+        radius = rng.uniform(3.0, 7.5) * scale if rng.random() < 0.85 else rng.uniform(1.5, 2.5)
         n = int(rng.integers(7, 13))
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
         radii = radius * rng.uniform(0.6, 1.3, n)
@@ -354,7 +357,7 @@ def _contamination(
     spots &= inner
     hit = spots > 0
     tint = colour * rng.uniform(0.8, 1.1, (int(hit.sum()), 1)).astype(np.float32)
-    canvas[hit] = 0.15 * canvas[hit] + 0.85 * np.clip(tint, 0, 255)
+    canvas[hit] = 0.1 * canvas[hit] + 0.9 * np.clip(tint, 0, 255)
     label[hit] = CONTAMINATION
 
 

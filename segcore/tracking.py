@@ -247,22 +247,37 @@ class TrackedRun:
         for f in files:
             self.client.log_artifact(self.run_id, str(f), artifact_path)
 
-    def log_model(self, bundle_dir: str | os.PathLike[str], *, device: str = "auto") -> str:
+    @contextlib.contextmanager
+    def global_uri(self) -> Iterator[None]:
+        """MLflow's global tracking URI set to this run's store while the body runs.
+
+        For the MLflow calls that read the global URI (logging models, resolving
+        ``models:/`` sources); the previous setting is restored afterwards.
+        """
+        import mlflow
+
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None resets
+
+    def log_model(self, bundle_dir: str | os.PathLike[str]) -> str:
         """Log a model bundle as a pyfunc model with its image signature; returns its URI.
 
-        See :mod:`segcore.mlflow_model` for what the model takes and answers.
+        See :mod:`segcore.mlflow_model` for what the model takes and answers (the served
+        model runs on ``SEGCORE_SERVE_DEVICE``, default ``auto``).
         """
         import mlflow
 
         from segcore.mlflow_model import log_pyfunc_model
 
-        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-        mlflow.set_tracking_uri(self.tracking_uri)
-        try:
-            with mlflow.start_run(run_id=self.run_id, nested=mlflow.active_run() is not None):
-                return log_pyfunc_model(Path(bundle_dir), name=MODEL_NAME, device=device)
-        finally:
-            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None resets
+        with (
+            self.global_uri(),
+            mlflow.start_run(run_id=self.run_id, nested=mlflow.active_run() is not None),
+        ):
+            return log_pyfunc_model(Path(bundle_dir), name=MODEL_NAME)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the run's identity to ``path`` (JSON), for later stages to resume it."""
@@ -329,19 +344,26 @@ def _client_and_experiment(params: Params, root: Path) -> tuple[MlflowClient, st
 
 
 def _new_run(
-    client: MlflowClient, experiment_id: str, uri: str, params: Params, root: Path
+    client: MlflowClient,
+    experiment_id: str,
+    uri: str,
+    params: Params,
+    root: Path,
+    tags: Mapping[str, str] | None,
 ) -> TrackedRun:
+    """A new run named ``<model>-<UTC time>`` with every param, lineage and ``tags``."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     info = client.create_run(experiment_id, run_name=f"{params.train.model}-{stamp}").info
     run = TrackedRun(client, info.run_id, experiment_id, uri)
     run.log_params(params_to_log(params))
+    run.set_tags({**lineage_tags(params, root), **(tags or {})})
     return run
 
 
 @contextlib.contextmanager
-def _lifecycle(run: TrackedRun, params: Params, root: Path, tags: Mapping[str, str] | None):
+def _lifecycle(run: TrackedRun) -> Iterator[TrackedRun]:
+    """RUNNING while the body runs, then FINISHED, or FAILED when it raises."""
     run.client.update_run(run.run_id, status="RUNNING")
-    run.set_tags({**lineage_tags(params, root), **(tags or {})})
     try:
         yield run
     except BaseException:
@@ -363,8 +385,8 @@ def start_run(
     """
     root_path = Path(root).resolve()
     client, experiment_id, uri = _client_and_experiment(params, root_path)
-    run = _new_run(client, experiment_id, uri, params, root_path)
-    with _lifecycle(run, params, root_path, tags):
+    run = _new_run(client, experiment_id, uri, params, root_path, tags)
+    with _lifecycle(run):
         yield run
 
 
@@ -378,9 +400,10 @@ def resume_run(
 ) -> Iterator[TrackedRun]:
     """Continue the run named in ``run_file`` (written by the train stage).
 
-    When the file is missing or its run is not in this store (e.g. a model trained
-    elsewhere), a new run is started and tagged ``segcore.resumed = false``, so nothing is
-    lost. The run ends FINISHED, or FAILED if the body raises.
+    ``tags`` are added where the run does not have them yet (the lineage stays that of
+    the training). When the file is missing or its run is not in this store (e.g. a model
+    trained elsewhere), a new run is started and tagged ``segcore.resumed = false``, so
+    nothing is lost. The run ends FINISHED, or FAILED if the body raises.
     """
     from mlflow.exceptions import MlflowException
 
@@ -396,7 +419,10 @@ def resume_run(
         except (ValueError, KeyError, TypeError, MlflowException):
             run = None
     if run is None:
-        run = _new_run(client, experiment_id, uri, params, root_path)
-        run.set_tags({"segcore.resumed": "false", "segcore.missing_run_file": str(path)})
-    with _lifecycle(run, params, root_path, tags):
+        extra = {**(tags or {}), "segcore.resumed": "false", "segcore.missing_run_file": str(path)}
+        run = _new_run(client, experiment_id, uri, params, root_path, extra)
+    elif tags:
+        known = client.get_run(run.run_id).data.tags
+        run.set_tags({k: v for k, v in tags.items() if k not in known})
+    with _lifecycle(run):
         yield run

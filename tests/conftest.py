@@ -68,3 +68,10 @@ def pills_preprocessed(pills_split: Path, tmp_path_factory: pytest.TempPathFacto
     param = PreprocessParams(image_width=TINY_SIZE, image_height=TINY_SIZE)
     preprocess_dataset(DLDataset.load(pills_split), param, out, workers=1)
     return out / "dataset.parquet"
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A sqlite MLflow store in a temporary folder, shared by the session (creating one takes
+    seconds); tests keep apart through their own experiment and model names."""
+    return f"sqlite:///{(tmp_path_factory.mktemp('mlflow') / 'mlflow.db').as_posix()}"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from segcore.dldataset import DLDataset
-from segcore.errors import DatasetError
+from segcore.errors import DatasetError, ParamsError
 from segcore.evaluate import evaluate_model
 from segcore.infer import SegModel
 from segcore.metrics import compute_measures, confusion_matrix_np, mean_iou
@@ -150,7 +150,7 @@ def test_selected_measures_and_other_split(dataset: tuple) -> None:
     result = evaluate_model(oracle_model(), path, split="validation", measures=["mean_iou"])
     assert list(result.measures) == ["mean_iou"]
     assert result.num_images == 1
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ParamsError, match="valid: all, pixel_accuracy"):
         evaluate_model(oracle_model(), path, measures=["iou"])
 
 

@@ -1,0 +1,185 @@
+"""Benchmark of the preprocess stage; every number is a ratio against a baseline of the same run.
+
+1. Throughput: images/s with worker processes vs a single-process loop (``workers=1``)
+   over the same images (goal: >= 1.7x on 2 cores).
+2. Loading a preprocessed sample vs decoding its image (the sample must be far cheaper).
+3. Peak memory (RSS of the process tree) for 100 and 1,000 images: it should stay flat,
+   because samples stream through the workers.
+
+Inputs are synthetic RGB PNGs of 256..512 px with label images, made in a temporary
+folder. Usage::
+
+    .venv/bin/python benchmarks/bench_preprocess.py            # full run (a few minutes)
+    .venv/bin/python benchmarks/bench_preprocess.py --quick    # smoke run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import psutil
+
+from segcore.dldataset import DLDataset
+from segcore.io import read_image, write_image_atomic
+from segcore.parallel import default_workers
+from segcore.params import PreprocessParams
+from segcore.preprocess import run_preprocess
+from segcore.samples import load_sample, sample_path
+
+PARAM = PreprocessParams(image_width=256, image_height=256)
+SPLITS = ("train", "train", "train", "validation", "test")
+
+
+def make_images(root: Path, n: int, min_px: int, max_px: int, seed: int = 0) -> list[str]:
+    """``n`` textured RGB images with a few discs as defects, and their label images."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(min_px, max_px + 1, size=2))
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = (80 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)).astype(np.float32)
+        image = np.stack([base, base * 0.9, base * 1.1], axis=2)
+        image += rng.normal(0, 8, image.shape).astype(np.float32)
+        label = np.zeros((h, w), np.uint8)
+        for cls in (1, 2):
+            for _ in range(int(rng.integers(0, 3))):
+                cy, cx, r = (
+                    int(rng.integers(0, h)),
+                    int(rng.integers(0, w)),
+                    int(rng.integers(4, 30)),
+                )
+                cv2.circle(label, (cx, cy), r, cls, -1)
+                cv2.circle(image, (cx, cy), r, (200.0, 40.0 * cls, 30.0), -1)
+        name = f"img_{i:04d}.png"
+        write_image_atomic(root / "images" / name, np.clip(image, 0, 255).astype(np.uint8))
+        write_image_atomic(root / "labels" / name, label)
+        names.append(name)
+    return names
+
+
+def make_dataset(root: Path, names: list[str], n: int) -> DLDataset:
+    """A dataset of ``n`` samples cycling over the image files ``names``."""
+    rows = [
+        {
+            "image_id": i,
+            "image_file_name": names[i % len(names)],
+            "segmentation_file_name": names[i % len(names)],
+            "split": SPLITS[i % len(SPLITS)],
+        }
+        for i in range(n)
+    ]
+    return DLDataset(
+        pd.DataFrame(rows), root / "images", root / "labels", ["good", "a", "b"], [0, 1, 2]
+    )
+
+
+def throughput(ds: DLDataset, out: Path, workers: int) -> float:
+    """Images per second of a complete run from scratch (both passes)."""
+    start = time.perf_counter()
+    result = run_preprocess(ds, PARAM, out, workers=workers, overwrite=True)
+    assert result.written == len(ds)
+    return len(ds) / (time.perf_counter() - start)
+
+
+def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, float]:
+    """Mean seconds to decode an image and to load its preprocessed sample."""
+    rows = ds.samples.head(n)
+    t0 = time.perf_counter()
+    for name in rows["image_file_name"]:
+        read_image(ds.image_dir / name)
+    t1 = time.perf_counter()
+    for image_id in rows["image_id"]:
+        load_sample(sample_path(sample_dir, image_id))
+    t2 = time.perf_counter()
+    return (t1 - t0) / len(rows), (t2 - t1) / len(rows)
+
+
+def peak_rss_of(cmd: list[str]) -> int:
+    """Run ``cmd``; the peak summed RSS (bytes) of it and its children, sampled every 10 ms."""
+    proc = psutil.Popen(cmd, env={**os.environ, "SEGCORE_PROGRESS": "0"})
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                procs = [proc, *proc.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        total += p.memory_info().rss
+                peak = max(peak, total)
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    rc = proc.wait()
+    done.set()
+    thread.join()
+    if rc != 0:
+        raise SystemExit(f"memory run failed: {cmd}")
+    return peak
+
+
+def memory_child(dataset: str, out: str, workers: int) -> None:
+    """``--memory-run``: preprocess one dataset in a fresh process (measured from outside)."""
+    run_preprocess(DLDataset.load(dataset), PARAM, out, workers=workers, overwrite=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="worker processes")
+    parser.add_argument("--memory-run", nargs=2, metavar=("DATASET", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_run:
+        memory_child(*args.memory_run, workers=args.workers)
+        return
+
+    n_files, n_bench, sizes = (24, 24, (20, 60)) if args.quick else (100, 300, (100, 1000))
+    min_px, max_px = (96, 160) if args.quick else (256, 512)
+    with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
+        root = Path(tmp)
+        print(f"Generating {n_files} images of {min_px}..{max_px} px in {root} ...", flush=True)
+        names = make_images(root, n_files, min_px, max_px)
+        ds = make_dataset(root, names, n_bench)
+
+        single = throughput(ds, root / "out1", workers=1)
+        parallel = throughput(ds, root / "outN", workers=args.workers)
+        print(f"\nThroughput over {n_bench} images ({os.cpu_count()} CPUs)")
+        print(f"  single-process loop : {single:8.1f} images/s")
+        print(f"  {args.workers} workers          : {parallel:8.1f} images/s")
+        print(f"  speed-up            : {parallel / single:8.2f}x   (goal >= 1.7x on 2 cores)")
+
+        decode, load = load_vs_decode(ds, root / "outN" / "samples", min(n_bench, 50))
+        print("\nReading one sample")
+        print(f"  decode image (PNG)  : {decode * 1e3:8.2f} ms")
+        print(f"  load sample file    : {load * 1e3:8.2f} ms")
+        print(f"  decode / load       : {decode / load:8.1f}x")
+
+        print(f"\nPeak memory, process tree, {args.workers} workers")
+        peaks = []
+        for n in sizes:
+            table = make_dataset(root, names, n).save(root / f"ds_{n}.parquet")
+            cmd = [sys.executable, __file__, "--workers", str(args.workers)]
+            peak = peak_rss_of([*cmd, "--memory-run", str(table), str(root / f"mem_{n}")])
+            peaks.append(peak)
+            print(f"  {n:5d} images        : {peak / 2**20:8.1f} MiB")
+        print(f"  {sizes[1]} vs {sizes[0]} images : {peaks[1] / peaks[0]:8.2f}x   (flat is ~1.0x)")
+
+
+if __name__ == "__main__":
+    main()

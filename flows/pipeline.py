@@ -1,0 +1,154 @@
+"""The pipeline as a Prefect flow: one task per stage of ``dvc.yaml``, each run only when DVC
+calls it stale, and recorded in DVC's lock and cache as ``dvc repro`` would.
+
+The flow holds DVC's repository lock from start to end (one pipeline run at a time per
+repository), runs the stages in ``dvc.yaml`` order through :mod:`segcore.stages`, tags
+the MLflow run with the flow run id, and publishes two artifacts: the evaluation measures
+as a table and the evaluation report as markdown. Tasks retry only on transient I/O
+errors; training never retries. All computation lives in segcore.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome, open_pipeline
+from segcore.params import Params, load_params
+from segcore.stages import REGISTRY_FILE, STAGES, TRACKED_STAGES
+from segcore.tracking import TAG_FLOW_RUN, find_repo_root
+
+FLOW_NAME = "segmentation_pipeline"
+NO_RETRY_STAGES = frozenset({"train"})
+"""Stages never retried: training is long and is not repeated on a hunch."""
+RETRIES = 2
+RETRY_DELAY_S = 10
+
+_PERMANENT_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EACCES}
+
+
+def is_transient_io_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is I/O that may pass on retry:
+    an ``OSError`` other than missing / existing / wrong-type / forbidden paths, or a
+    locked SQLite database (the MLflow store under concurrent writers)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno not in _PERMANENT_ERRNOS:
+            return not isinstance(exc, FileNotFoundError | PermissionError)
+        if isinstance(exc, sqlite3.OperationalError) or "database is locked" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    return is_transient_io_error(state.result(raise_on_failure=False))
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_S,
+    retry_condition_fn=_retry_on_io,
+)
+def run_stage(
+    pipeline: DvcPipeline, stage: str, params: Params, tags: dict[str, str]
+) -> StageOutcome:
+    """Run one stage when DVC calls it stale (see :meth:`DvcPipeline.run`)."""
+    logger = get_run_logger()
+    fn = STAGES[stage]
+    kwargs = {"tags": tags} if stage in TRACKED_STAGES else {}
+    outcome, result = pipeline.run(stage, lambda: fn(params, pipeline.root, **kwargs))
+    if outcome.status == "skipped":
+        logger.info("%s: up to date, skipped", stage)
+    else:
+        logger.info(
+            "%s: %s in %.1f s because %s",
+            stage,
+            outcome.status,
+            outcome.seconds,
+            "; ".join(outcome.reasons) or "it never ran",
+        )
+    if result is not None:
+        logger.info("%s", result.summary)
+    return outcome
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def publish_artifacts(report_dir: Path, outcomes: list[StageOutcome]) -> None:
+    """The measures table and the markdown report, from the files the stages wrote."""
+    metrics_file = report_dir / "metrics.json"
+    if metrics_file.is_file():
+        rows = []
+        for key, value in json.loads(metrics_file.read_text(encoding="utf-8")).items():
+            if isinstance(value, dict):
+                rows += [{"measure": f"{key}/{k}", "value": v} for k, v in value.items()]
+            else:
+                rows.append({"measure": key, "value": value})
+        create_table_artifact(
+            rows, key="segcore-evaluation-measures", description="Test measures (metrics.json)"
+        )
+    stages = "\n".join(
+        f"| {o.stage} | {o.status} | {o.seconds:.1f} | {'; '.join(o.reasons)} |" for o in outcomes
+    )
+    parts = [
+        "# segcore pipeline run",
+        "| stage | status | seconds | why |\n|---|---|---|---|",
+        stages,
+    ]
+    registry = report_dir / REGISTRY_FILE
+    if registry.is_file():
+        decision = json.loads(registry.read_text(encoding="utf-8"))
+        parts.append(f"Registry: `{json.dumps(decision)}`")
+    report = report_dir / "report.md"
+    if report.is_file():
+        parts.append(report.read_text(encoding="utf-8"))
+    create_markdown_artifact(
+        "\n\n".join(parts), key="segcore-report", description="Stages and evaluation report"
+    )
+
+
+def _check_stages(names: list[str], root: Path) -> None:
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise PipelineDefinitionError(
+            f"{root / 'dvc.yaml'}: stages {unknown} have no segcore stage function; the flow "
+            f"runs only {list(STAGES)} (use `dvc repro` for other stages)"
+        )
+
+
+@flow(name=FLOW_NAME)
+def segmentation_pipeline(repo: str = ".") -> dict[str, str]:
+    """Run every stale stage of the repository's pipeline, in ``dvc.yaml`` order.
+
+    Args:
+        repo: a folder inside the repository (its DVC/git root is used).
+
+    Returns:
+        ``{stage: "ran" | "restored" | "skipped"}``.
+    """
+    root = find_repo_root(repo)
+    params = load_params(root / "params.yaml")
+    tags = {TAG_FLOW_RUN: str(flow_run.id)} if flow_run.id else {}
+    outcomes: list[StageOutcome] = []
+    with open_pipeline(root) as pipeline:
+        names = pipeline.stage_names()
+        _check_stages(names, root)
+        for name in names:
+            outcomes.append(
+                run_stage.with_options(
+                    name=name, retries=(0 if name in NO_RETRY_STAGES else RETRIES)
+                )(pipeline, name, params, tags)
+            )
+    publish_artifacts(root / params.evaluate.report_dir, outcomes)
+    return {o.stage: o.status for o in outcomes}

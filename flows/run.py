@@ -1,0 +1,77 @@
+"""``make run``: the whole pipeline once, then where to look.
+
+Runs :func:`flows.pipeline.segmentation_pipeline` on this repository with the params of
+``params.yaml`` (generating the synthetic pill data first when it is missing, since that is
+the first stage), then prints the measures, the registry decision and the commands that
+show the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from segcore.errors import EXIT_USER_ERROR, SegcoreError
+from segcore.params import load_params
+from segcore.stages import REGISTRY_FILE
+from segcore.tracking import find_repo_root, resolve_tracking_uri
+
+
+def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
+    """The closing message: what ran, the test measures, and where the rest is."""
+    params = load_params(root / "params.yaml")
+    report_dir = root / params.evaluate.report_dir
+    lines = [
+        f"Pipeline finished in {seconds:.0f} s: "
+        + ", ".join(f"{stage} {status}" for stage, status in statuses.items()),
+    ]
+    metrics_file = report_dir / "metrics.json"
+    if metrics_file.is_file():
+        m = json.loads(metrics_file.read_text(encoding="utf-8"))
+        per_class = ", ".join(f"{k} {v:.3f}" for k, v in m.get("class_iou", {}).items())
+        lines.append(
+            f"{params.evaluate.split} mean_iou {m.get('mean_iou', float('nan')):.3f} "
+            f"(class IoU: {per_class})"
+        )
+    registry = report_dir / REGISTRY_FILE
+    if registry.is_file():
+        r = json.loads(registry.read_text(encoding="utf-8"))
+        lines.append(
+            f"Registry: {r['model_name']} version {r['version']}, "
+            f"{'now champion' if r['promoted'] else 'challenger'} (champion: {r['champion']})"
+        )
+    uri = resolve_tracking_uri(params.tracking, root)
+    lines += [
+        "",
+        "Where to look:",
+        f"  report          {report_dir / 'report.html'}",
+        f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
+        "  DVC measures    .venv/bin/dvc metrics show   |   .venv/bin/dvc plots show",
+        "  parameters      .venv/bin/dvc params diff   (after editing params.yaml)",
+        f"  serve champion  MLFLOW_TRACKING_URI={uri} .venv/bin/mlflow models serve "
+        f"-m 'models:/{params.registry.model_name}@{params.registry.champion_alias}' "
+        "--env-manager local -p 5001",
+        "  schedule        make serve   (cron from params.yaml: flow.cron)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the flow once on the repository of the current folder."""
+    from flows.pipeline import segmentation_pipeline
+
+    root = find_repo_root()
+    start = time.perf_counter()
+    try:
+        statuses = segmentation_pipeline(repo=str(root))
+    except SegcoreError as err:
+        print(f"error: {err.render()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(where_to_look(root, statuses, time.perf_counter() - start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

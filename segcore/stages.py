@@ -1,0 +1,225 @@
+"""One entry per pipeline stage: params -> the stage's function -> its files (+ tracking).
+
+``segcore <stage>`` (what ``dvc repro`` runs) and the Prefect flow's tasks both call these,
+so a stage does the same thing however it is started. Each takes all of ``params.yaml``
+(a :class:`~segcore.params.Params`, with any command-line overrides already applied) and
+the folder that relative paths in it refer to (the repository root), and returns a
+:class:`StageResult`: a summary line and the stage function's own result.
+
+Train, evaluate and register share one MLflow run (see :mod:`segcore.tracking`); ``tags``
+adds tags to it, e.g. the id of the Prefect flow run that runs the stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from segcore.constants import SPLITS
+from segcore.io import write_json_atomic
+from segcore.params import Params
+
+T = TypeVar("T")
+
+REGISTRY_FILE = "registry.json"
+"""The register stage's record of its decision, in ``evaluate.report_dir``."""
+
+
+@dataclass(frozen=True)
+class StageResult(Generic[T]):
+    """What a stage did: one line for logs and terminals, and the stage function's result."""
+
+    summary: str
+    value: T
+
+
+def _path(workdir: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``path`` from params.yaml, relative to ``workdir`` unless absolute."""
+    return Path(workdir) / path
+
+
+# --------------------------------------------------------------------------- data
+
+
+def run_synth(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
+    """Generate the synthetic pill dataset (``synth`` section)."""
+    from segcore.synth import generate_pills
+
+    p = params.synth
+    summary = generate_pills(
+        _path(workdir, p.out_dir),
+        num_images=p.num_images,
+        width=p.width,
+        height=p.height,
+        defect_free_fraction=p.defect_free_fraction,
+        seed=p.seed,
+    )
+    return StageResult(str(summary).splitlines()[0], summary)
+
+
+def run_dataset(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
+    """Read images and labels into the dataset table (``dataset`` section)."""
+    from segcore.dataset import read_dataset
+
+    p = params.dataset
+    ds = read_dataset(
+        _path(workdir, p.image_dir),
+        _path(workdir, p.segmentation_dir),
+        p.class_names,
+        p.class_ids,
+        label_prefix=p.label_prefix,
+        label_suffix=p.label_suffix,
+        ignore_unmatched=p.ignore_unmatched,
+    )
+    path = ds.save(_path(workdir, p.out))
+    return StageResult(
+        f"Dataset: {len(ds)} samples, {len(ds.class_ids)} classes -> {p.out}", (ds, path)
+    )
+
+
+def run_split(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
+    """Split into train / validation / test (``split`` section)."""
+    from segcore.dldataset import DLDataset
+    from segcore.split import split_dataset
+
+    p = params.split
+    loaded = DLDataset.load(_path(workdir, p.dataset))
+    ds = split_dataset(
+        loaded,
+        training_percent=p.training_percent,
+        validation_percent=p.validation_percent,
+        seed=p.seed,
+        overwrite=p.overwrite,
+    )
+    path = ds.save(_path(workdir, p.out))
+    counts = ds.samples["split"].value_counts()
+    parts = ", ".join(f"{name} {counts.get(name, 0)}" for name in SPLITS)
+    kept = (
+        " (existing split kept; overwrite re-splits)"
+        if loaded.has_split and not p.overwrite
+        else ""
+    )
+    return StageResult(f"Split: {parts}{kept} -> {p.out}", (ds, path))
+
+
+def run_preprocess(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
+    """Preprocess samples, class weights and weight images (``preprocess`` section)."""
+    from segcore.dldataset import DLDataset
+    from segcore.preprocess import run_preprocess as preprocess
+
+    p = params.preprocess
+    result = preprocess(
+        DLDataset.load(_path(workdir, p.dataset)),
+        p.param,
+        _path(workdir, p.out_dir),
+        class_weights=p.class_weights,
+        workers=p.workers,
+        overwrite=p.overwrite,
+    )
+    return StageResult(
+        f"Preprocess: {len(result.dataset)} samples: {result.written} written, "
+        f"{result.skipped} up to date, {result.removed} stale files removed -> {p.out_dir}",
+        result,
+    )
+
+
+# --------------------------------------------------------------------------- model
+
+
+def run_train(
+    params: Params,
+    workdir: str | os.PathLike[str] = ".",
+    *,
+    tags: Mapping[str, str] | None = None,
+    resume: bool = False,
+) -> StageResult[Any]:
+    """Train (``train`` section), tracked in a new MLflow run whose id goes to
+    ``<train.out_dir>/mlflow_run.json``."""
+    raise NotImplementedError  # filled in below once segcore.train is in place
+
+
+def run_evaluate(
+    params: Params,
+    workdir: str | os.PathLike[str] = ".",
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> StageResult[Any]:
+    """Evaluate the bundle on a split and write the report (``evaluate`` section); log the
+    measures, the report files and the bundle (as a servable model) to the training's run."""
+    from segcore import tracking
+    from segcore.dldataset import DLDataset
+    from segcore.evaluate import evaluate_model
+    from segcore.infer import load_model
+    from segcore.report import METRICS_FILE, write_evaluation_report
+
+    p = params.evaluate
+    ds = DLDataset.load(_path(workdir, p.dataset))
+    bundle = _path(workdir, p.bundle)
+    model = load_model(bundle, device=p.device)
+    result = evaluate_model(
+        model,
+        ds,
+        split=p.split,
+        measures=p.measures,
+        batch_size=p.batch_size,
+        device=p.device,
+        keep_worst=p.worst_k,
+    )
+    report_dir = _path(workdir, p.report_dir)
+    report = write_evaluation_report(
+        result,
+        ds,
+        report_dir,
+        history_path=_path(workdir, params.train.history),
+        worst_k=p.worst_k,
+        model=model,
+    )
+    run_file = _path(workdir, params.train.out_dir) / tracking.RUN_FILE
+    with tracking.resume_run(params, workdir, run_file, tags=tags) as run:
+        measures = json.loads((report_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        run.log_evaluation(result.split, measures)
+        run.log_artifacts(
+            sorted(f for f in report_dir.iterdir() if f.is_file() and f.name != REGISTRY_FILE),
+            "reports",
+        )
+        run.log_model(bundle)
+    return StageResult(f"{result.render()}\nReport: {report}", result)
+
+
+def run_register(
+    params: Params,
+    workdir: str | os.PathLike[str] = ".",
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> StageResult[Any]:
+    """Register the evaluated model and apply the champion gate (``register`` section);
+    the decision goes to ``<evaluate.report_dir>/registry.json`` too."""
+    from segcore import tracking
+    from segcore.register import register_model
+
+    run_file = _path(workdir, params.train.out_dir) / tracking.RUN_FILE
+    with tracking.resume_run(params, workdir, run_file, tags=tags) as run:
+        result = register_model(run, params.registry, split=params.evaluate.split)
+    write_json_atomic(
+        _path(workdir, params.evaluate.report_dir) / REGISTRY_FILE,
+        {**result.to_dict(), "run_id": run.run_id},
+    )
+    return StageResult(result.render(), result)
+
+
+STAGES: dict[str, Callable[..., StageResult[Any]]] = {
+    "synth": run_synth,
+    "dataset": run_dataset,
+    "split": run_split,
+    "preprocess": run_preprocess,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "register": run_register,
+}
+"""Every stage of ``dvc.yaml``, in pipeline order."""
+TRACKED_STAGES = frozenset({"train", "evaluate", "register"})
+"""Stages that log to MLflow and so take ``tags``."""

@@ -1,0 +1,366 @@
+"""Training (HALCON: train_dl_model): read top to bottom, it is the whole loop.
+
+Per epoch the train split is reshuffled with a seeded generator and cut into
+``floor(N / (batch_size * batch_size_multiplier * processes))`` updates; each update
+accumulates ``batch_size_multiplier`` batches of the weighted cross-entropy
+(segcore.loss). Augmentation runs on the batch as tensor ops. The validation split is
+evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
+written when the comparison measure improves. After every epoch the history file and
+the checkpoint are rewritten, so ``resume=True`` continues exactly where a run stopped.
+Under ``torchrun`` every rank trains its slice of each global batch
+(DistributedDataParallel); rank 0 alone writes and calls the callbacks.
+
+Training code imports no tracking library: trackers plug in as :class:`TrainCallback`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+from rich.progress import TextColumn
+
+from segcore import distributed
+from segcore.augment import augment_batch
+from segcore.bundle import BundleConfig, save_bundle
+from segcore.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from segcore.dldataset import DLDataset
+from segcore.errors import SegcoreError
+from segcore.io import write_text_atomic
+from segcore.loss import weighted_cross_entropy
+from segcore.metrics import ConfusionMatrix
+from segcore.models import mask_ignored_logits
+from segcore.params import TrainParams
+from segcore.progress import make_progress
+from segcore.solver import apply_values, solver_values
+from segcore.train_setup import Run, prepare
+
+SCALAR_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
+VAL_PREFIX = "val_"
+"""History columns of validation measures: ``val_mean_iou``, ``val_iou_<class>``, ..."""
+
+
+class TrainingError(SegcoreError):
+    """Training stopped: the loss stopped being a finite number."""
+
+
+class TrainCallback(Protocol):
+    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it."""
+
+    def on_train_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        bundles: written bundles by name (``best``, ``final``, ``current``, ``epoch_005``).
+        best_value: best validation value of the comparison key (``None``: no evaluation).
+        best_epoch: the (possibly fractional) epoch of ``best_value``.
+        history: one row per epoch: epoch, step, loss, learning_rate, seconds,
+            eval_seconds and the ``val_*`` measures.
+        final_measures: validation measures at the end (see segcore.metrics).
+        checkpoint: the checkpoint file (rank 0), else ``None``.
+        history_path: the history CSV (rank 0), else ``None``.
+    """
+
+    bundles: dict[str, Path]
+    best_value: float | None
+    best_epoch: float | None
+    history: pd.DataFrame
+    final_measures: dict[str, Any]
+    checkpoint: Path | None
+    history_path: Path | None
+
+
+def train_model(
+    dataset: DLDataset | str | Path,
+    params: TrainParams,
+    *,
+    out_dir: str | Path | None = None,
+    history_path: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[TrainCallback] = (),
+) -> TrainResult:
+    """Train a segmentation model on the train split of a preprocessed dataset.
+
+    Args:
+        dataset: the preprocessed dataset (or its ``dataset.parquet``).
+        params: the ``train`` section.
+        out_dir: bundles and checkpoint (default ``params.out_dir``).
+        history_path: per-epoch CSV (default ``params.history``).
+        resume: continue from ``<out_dir>/checkpoint.pt``.
+        callbacks: called on rank 0 at start, after every epoch and at the end.
+
+    Raises:
+        DatasetError, ParamsError: problems found before training (all listed at once).
+        TrainingError: the loss became NaN or infinite.
+    """
+    out = Path(params.out_dir if out_dir is None else out_dir)
+    history_file = Path(params.history if history_path is None else history_path)
+    ctx = distributed.setup(params.device)
+    rng_devices = [ctx.device] if ctx.device.type == "cuda" else []
+    try:
+        with _torch_threads(params.num_threads), torch.random.fork_rng(devices=rng_devices):
+            run = prepare(dataset, params, ctx, out / CHECKPOINT_FILE if resume else None)
+            return _fit(run, params, ctx, out, history_file, callbacks)
+    finally:
+        distributed.teardown(ctx)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(
+    run: Run,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    out: Path,
+    history_file: Path,
+    callbacks: Sequence[TrainCallback],
+) -> TrainResult:
+    dev, world = ctx.device, ctx.world_size
+    layout = torch.channels_last if p.channels_last else torch.contiguous_format
+    model = run.model.to(dev, memory_format=layout)
+    net: torch.nn.Module = model
+    if ctx.distributed:
+        ids = [dev.index] if dev.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    optimizer = run.optimizer
+    micro, global_batch = p.batch_size_multiplier, p.batch_size * world
+    steps = run.steps_per_epoch
+    # Evaluate after update k when k crosses a multiple of the interval (in updates;
+    # exact fractions, so 0.3 epochs of 10 updates is 3 updates, not 3.0000000000000004).
+    eval_every = Fraction(str(p.evaluation_interval_epochs)) * steps
+
+    def eval_due(k: int) -> bool:
+        return k == p.num_epochs * steps or k // eval_every > (k - 1) // eval_every
+
+    bundles: dict[str, Path] = {}
+    callbacks = callbacks if ctx.is_main else ()
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for cb in callbacks:
+            cb.on_train_start(run.info)
+
+    eval_seconds = 0.0
+
+    def evaluate(epoch: float) -> dict[str, Any]:
+        nonlocal eval_seconds
+        t = time.perf_counter()
+        measures = _evaluate(model, run, ctx, p.batch_size, layout)
+        eval_seconds += time.perf_counter() - t
+        value = measures.get(p.evaluation_comparison_key)
+        better = value is not None and math.isfinite(value)
+        if better and (run.best_value is None or value > run.best_value):
+            run.best_value, run.best_epoch = float(value), epoch
+            if "best" in p.serialization_strategies:
+                bundles["best"] = _save(out / "best", model, run, p, epoch, measures, ctx)
+        return measures
+
+    progress = make_progress(TextColumn("loss {task.fields[loss]:.4f}"))
+    progress.disable = progress.disable or not ctx.is_main
+    remaining = (p.num_epochs - run.epoch) * steps
+    with progress:
+        bar = progress.add_task("train", total=remaining, loss=math.nan)
+        for epoch in range(run.epoch, p.num_epochs):
+            t0, eval_seconds = time.perf_counter(), 0.0
+            net.train()
+            order = torch.randperm(len(run.train), generator=run.generator)
+            loss_sum = torch.zeros((), device=dev)
+            measures: dict[str, Any] | None = None
+            for it in range(steps):
+                step = epoch * steps + it
+                values = solver_values(p, step / steps)
+                apply_values(optimizer, values)
+                for m in range(micro):
+                    start = (it * micro + m) * global_batch
+                    idx = distributed.rank_slice(
+                        order[start : start + global_batch], ctx.rank, world
+                    )
+                    x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx), dev, layout)
+                    sync = contextlib.nullcontext()
+                    if ctx.distributed and m < micro - 1:
+                        sync = net.no_sync()  # gradients are averaged once per update
+                    with sync:
+                        loss = weighted_cross_entropy(net(x), y, w)
+                        (loss / micro).backward()
+                    loss_sum += loss.detach()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ctx.is_main and it % 5 == 4:
+                    progress.update(bar, advance=5, loss=loss.item())
+                if it + 1 < steps and eval_due(step + 1):  # a fractional interval
+                    measures = evaluate((step + 1) / steps)
+            seconds = time.perf_counter() - t0 - eval_seconds
+            loss_mean = distributed.all_reduce_sum(loss_sum) / (steps * micro * world)
+            if not torch.isfinite(loss_mean):
+                raise TrainingError(_nan_message(epoch + 1, float(loss_mean), p))
+            if eval_due((epoch + 1) * steps):
+                measures = evaluate(float(epoch + 1))
+            row = {
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps,
+                "loss": float(loss_mean),
+                "learning_rate": values["learning_rate"],
+                "seconds": seconds,
+                "eval_seconds": eval_seconds,
+                **_history_measures(measures, run.class_names),
+            }
+            run.history.append(row)
+            run.epoch = epoch + 1
+            progress.update(
+                bar, completed=(epoch + 1 - run.first_epoch) * steps, loss=float(loss_mean)
+            )
+            if ctx.is_main:
+                _write_history(history_file, run.history)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch + 1, {k: v for k, v in row.items() if _is_number(v)})
+                if "current" in p.serialization_strategies:
+                    bundles["current"] = _save(
+                        out / "current", model, run, p, epoch + 1, measures, ctx
+                    )
+                if epoch + 1 in p.serialization_epochs:
+                    name = f"epoch_{epoch + 1:03d}"
+                    bundles[name] = _save(out / name, model, run, p, epoch + 1, measures, ctx)
+                save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
+            run.final_measures = measures or run.final_measures
+    if "final" in p.serialization_strategies and ctx.is_main:
+        bundles["final"] = _save(out / "final", model, run, p, run.epoch, run.final_measures, ctx)
+    distributed.barrier()
+    result = TrainResult(
+        bundles=bundles,
+        best_value=run.best_value,
+        best_epoch=run.best_epoch,
+        history=pd.DataFrame(run.history),
+        final_measures=run.final_measures,
+        checkpoint=out / CHECKPOINT_FILE if ctx.is_main else None,
+        history_path=history_file if ctx.is_main else None,
+    )
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result
+
+
+def _batch(
+    run: Run,
+    idx: torch.Tensor,
+    p: TrainParams,
+    global_batch: int,
+    offset: int,
+    dev: torch.device,
+    layout: torch.memory_format,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather samples ``idx`` of the in-memory train split, distort them, move them."""
+    x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
+    x, y, w = augment_batch(
+        x, y, w, p.augmentation, run.generator, run.grey_scale,
+        global_batch=global_batch, offset=offset,
+    )  # fmt: skip
+    x = x.to(dev, non_blocking=True).contiguous(memory_format=layout)
+    return x, y.to(dev, non_blocking=True), w.to(dev, non_blocking=True)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: torch.nn.Module,
+    run: Run,
+    ctx: distributed.DistContext,
+    batch_size: int,
+    layout: torch.memory_format,
+) -> dict[str, Any]:
+    """Validation measures (segcore.metrics) over every rank's share of the split."""
+    model.eval()
+    matrix = ConfusionMatrix(len(run.class_names), ctx.device)
+    mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
+    for chunk in mine.split(batch_size):
+        x = run.val.images[chunk].to(ctx.device).contiguous(memory_format=layout)
+        logits = mask_ignored_logits(model(x), run.ignore_indices)
+        matrix.update(logits.argmax(1), run.val.targets[chunk])
+    matrix.reduce_from_all_processes()
+    model.train()
+    return matrix.compute() if len(run.val) else {}
+
+
+def _history_measures(measures: dict[str, Any] | None, class_names: list[str]) -> dict[str, Any]:
+    """``val_<measure>`` scalars and ``val_iou_<class>``; NaN where nothing was evaluated."""
+    m = measures or {}
+    row = {f"{VAL_PREFIX}{k}": float(m.get(k, math.nan)) for k in SCALAR_MEASURES}
+    ious = m.get("class_iou") or [math.nan] * len(class_names)
+    row |= {f"{VAL_PREFIX}iou_{_safe(n)}": float(v) for n, v in zip(class_names, ious, strict=True)}
+    return row
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+
+
+def _save(
+    directory: Path,
+    model: torch.nn.Module,
+    run: Run,
+    p: TrainParams,
+    epoch: float,
+    measures: dict[str, Any] | None,
+    ctx: distributed.DistContext,
+) -> Path:
+    """Write a bundle (rank 0) with the training summary at ``epoch``."""
+    summary = {
+        "epoch": epoch,
+        "comparison_key": p.evaluation_comparison_key,
+        "best_value": run.best_value,
+        "best_epoch": run.best_epoch,
+        "measures": {k: v for k, v in (measures or {}).items() if k != "pixel_confusion_matrix"},
+        "processes": ctx.world_size,
+        "params": p.model_dump(mode="json"),
+    }
+    if not ctx.is_main:
+        return directory
+    config = BundleConfig(
+        architecture=run.architecture,
+        class_ids=run.class_ids,
+        class_names=run.class_names,
+        ignore_class_ids=run.ignore_class_ids,
+        preprocess_param=run.preprocess_param,
+        training_summary=summary,
+    )
+    return save_bundle(directory, model, config)
+
+
+def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
+    return (
+        f"epoch {epoch}: the training loss became {loss} (not a finite number). Likely causes: "
+        f"learning_rate {p.learning_rate} is too high for solver {p.solver_type} (try a "
+        "tenth of it); class weights too large (lower preprocess.class_weights.max_weight); "
+        "or a change strategy that raises the learning rate. Bundles written so far are kept; "
+        "fix the parameter and train again"
+    )
