@@ -101,8 +101,12 @@ def report(repo: Path, seconds: float, quick: bool) -> bool:
     defects = dict(list(class_iou.items())[1:])
     rows = [
         ("wall time [s]", seconds, f"< {GOAL_SECONDS:.0f}", seconds < GOAL_SECONDS),
-        ("test mean_iou", metrics["mean_iou"], f">= {GOAL_MEAN_IOU}",
-         metrics["mean_iou"] >= GOAL_MEAN_IOU),
+        (
+            "test mean_iou",
+            metrics["mean_iou"],
+            f">= {GOAL_MEAN_IOU}",
+            metrics["mean_iou"] >= GOAL_MEAN_IOU,
+        ),
     ]
     rows += [
         (f"test IoU {name}", v, f">= {GOAL_DEFECT_IOU}", v >= GOAL_DEFECT_IOU)

@@ -23,25 +23,24 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-import pandas as pd
-import psutil
+# Heavy imports live inside the functions: worker processes import this script again as
+# their main module, and should not pay for pandas or psutil.
+if TYPE_CHECKING:
+    from segcore.dldataset import DLDataset
+    from segcore.params import PreprocessParams
 
-from segcore.dldataset import DLDataset
-from segcore.io import read_image, write_image_atomic
-from segcore.parallel import default_workers
-from segcore.params import PreprocessParams
-from segcore.preprocess import run_preprocess
-from segcore.samples import load_sample, sample_path
-
-PARAM = PreprocessParams(image_width=256, image_height=256)
 SPLITS = ("train", "train", "train", "validation", "test")
 
 
 def make_images(root: Path, n: int, min_px: int, max_px: int, seed: int = 0) -> list[str]:
     """``n`` textured RGB images with a few discs as defects, and their label images."""
+    import cv2
+    import numpy as np
+
+    from segcore.io import write_image_atomic
+
     rng = np.random.default_rng(seed)
     names = []
     for i in range(n):
@@ -69,6 +68,10 @@ def make_images(root: Path, n: int, min_px: int, max_px: int, seed: int = 0) -> 
 
 def make_dataset(root: Path, names: list[str], n: int) -> DLDataset:
     """A dataset of ``n`` samples cycling over the image files ``names``."""
+    import pandas as pd
+
+    from segcore.dldataset import DLDataset
+
     rows = [
         {
             "image_id": i,
@@ -85,14 +88,19 @@ def make_dataset(root: Path, names: list[str], n: int) -> DLDataset:
 
 def throughput(ds: DLDataset, out: Path, workers: int) -> float:
     """Images per second of a complete run from scratch (both passes)."""
+    from segcore.preprocess import run_preprocess
+
     start = time.perf_counter()
-    result = run_preprocess(ds, PARAM, out, workers=workers, overwrite=True)
+    result = run_preprocess(ds, _param(), out, workers=workers, overwrite=True)
     assert result.written == len(ds)
     return len(ds) / (time.perf_counter() - start)
 
 
 def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, float]:
     """Mean seconds to decode an image and to load its preprocessed sample."""
+    from segcore.io import read_image
+    from segcore.samples import load_sample, sample_path
+
     rows = ds.samples.head(n)
     t0 = time.perf_counter()
     for name in rows["image_file_name"]:
@@ -106,6 +114,8 @@ def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, floa
 
 def peak_rss_of(cmd: list[str]) -> int:
     """Run ``cmd``; the peak summed RSS (bytes) of it and its children, sampled every 10 ms."""
+    import psutil
+
     proc = psutil.Popen(cmd, env={**os.environ, "SEGCORE_PROGRESS": "0"})
     peak = 0
     done = threading.Event()
@@ -136,20 +146,32 @@ def peak_rss_of(cmd: list[str]) -> int:
 
 def memory_child(dataset: str, out: str, workers: int) -> None:
     """``--memory-run``: preprocess one dataset in a fresh process (measured from outside)."""
-    run_preprocess(DLDataset.load(dataset), PARAM, out, workers=workers, overwrite=True)
+    from segcore.dldataset import DLDataset
+    from segcore.preprocess import run_preprocess
+
+    run_preprocess(DLDataset.load(dataset), _param(), out, workers=workers, overwrite=True)
+
+
+def _param() -> PreprocessParams:
+    from segcore.params import PreprocessParams
+
+    return PreprocessParams(image_width=256, image_height=256)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="worker processes")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: one per core)")
     parser.add_argument("--memory-run", nargs=2, metavar=("DATASET", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from segcore.parallel import resolve_workers
+
+    args.workers = resolve_workers(args.workers)
     if args.memory_run:
         memory_child(*args.memory_run, workers=args.workers)
         return
 
-    n_files, n_bench, sizes = (24, 24, (20, 60)) if args.quick else (100, 300, (100, 1000))
+    n_files, n_bench, sizes = (24, 48, (20, 60)) if args.quick else (100, 600, (100, 1000))
     min_px, max_px = (96, 160) if args.quick else (256, 512)
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
         root = Path(tmp)

@@ -57,18 +57,11 @@ def synth(
     seed: Annotated[int | None, typer.Option(help="Random seed (synth.seed).")] = None,
 ) -> None:
     """Generate the synthetic pill dataset (images and label images)."""
-    from segcore.synth import generate_pills
+    from segcore.stages import run_synth
 
-    p = override(_params(params_file).synth, out_dir=out_dir, num_images=num_images, seed=seed)
-    summary = generate_pills(
-        p.out_dir,
-        num_images=p.num_images,
-        width=p.width,
-        height=p.height,
-        defect_free_fraction=p.defect_free_fraction,
-        seed=p.seed,
-    )
-    out.print(summary)
+    params = _params(params_file)
+    p = override(params.synth, out_dir=out_dir, num_images=num_images, seed=seed)
+    out.print(run_synth(params.model_copy(update={"synth": p})).value)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -101,10 +94,11 @@ def dataset(
     ] = None,
 ) -> None:
     """Read images and label images into the dataset table (read_dl_dataset_segmentation)."""
-    from segcore.dataset import read_dataset
+    from segcore.stages import run_dataset
 
+    params = _params(params_file)
     p = override(
-        _params(params_file).dataset,
+        params.dataset,
         image_dir=image_dir,
         segmentation_dir=segmentation_dir,
         label_prefix=label_prefix,
@@ -113,17 +107,7 @@ def dataset(
         out=out_file,
         option_names={"out": "--out"},
     )
-    ds = read_dataset(
-        p.image_dir,
-        p.segmentation_dir,
-        p.class_names,
-        p.class_ids,
-        label_prefix=p.label_prefix,
-        label_suffix=p.label_suffix,
-        ignore_unmatched=p.ignore_unmatched,
-    )
-    path = ds.save(p.out)
-    out.print(f"Dataset: {len(ds)} samples, {len(ds.class_ids)} classes -> {path}")
+    out.print(run_dataset(params.model_copy(update={"dataset": p})).summary)
 
 
 # --------------------------------------------------------------------------- split
@@ -146,30 +130,17 @@ def split(
     ] = None,
 ) -> None:
     """Split into train / validation / test, stratified by class presence (split_dl_dataset)."""
-    from segcore.dldataset import DLDataset
-    from segcore.split import split_dataset
+    from segcore.stages import run_split
 
+    params = _params(params_file)
     p = override(
-        _params(params_file).split,
+        params.split,
         training_percent=training_percent,
         validation_percent=validation_percent,
         seed=seed,
         overwrite=overwrite,
     )
-    loaded = DLDataset.load(p.dataset)
-    ds = split_dataset(
-        loaded,
-        training_percent=p.training_percent,
-        validation_percent=p.validation_percent,
-        seed=p.seed,
-        overwrite=p.overwrite,
-    )
-    if loaded.has_split and not p.overwrite:
-        out.print(f"{p.dataset} already has a split: kept it (--overwrite re-splits).")
-    path = ds.save(p.out)
-    counts = ds.samples["split"].value_counts()
-    summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "validation", "test"))
-    out.print(f"Split: {summary} -> {path}")
+    out.print(run_split(params.model_copy(update={"split": p})).summary)
 
 
 # --------------------------------------------------------------------------- stats
@@ -235,25 +206,19 @@ def preprocess(
     gen_dl_segmentation_weight_images)."""
     from rich.table import Table
 
-    from segcore.dldataset import DLDataset
-    from segcore.preprocess import run_preprocess
+    from segcore.stages import run_preprocess
 
+    params = _params(params_file)
     p = override(
-        _params(params_file).preprocess,
+        params.preprocess,
         dataset=dataset_file,
         out_dir=out_dir,
         workers=workers,
         overwrite=overwrite,
         option_names={"dataset": "--dataset"},
     )
-    result = run_preprocess(
-        DLDataset.load(p.dataset),
-        p.param,
-        p.out_dir,
-        class_weights=p.class_weights,
-        workers=p.workers,
-        overwrite=p.overwrite,
-    )
+    stage = run_preprocess(params.model_copy(update={"preprocess": p}))
+    result = stage.value
     ds = result.dataset
     table = Table(title="Class weights (train split, preprocessed labels)")
     for column in ("class id", "class name", "train pixels", "weight"):
@@ -263,10 +228,7 @@ def preprocess(
     ):
         table.add_row(str(cid), name, str(pixels), f"{weight:.4g}")
     out.print(table)
-    out.print(
-        f"Preprocess: {len(ds)} samples: {result.written} written, {result.skipped} skipped "
-        f"(up to date), {result.removed} stale files removed -> {result.path}"
-    )
+    out.print(stage.summary)
 
 
 # --------------------------------------------------------------------------- train
@@ -320,10 +282,11 @@ def train(
     """
     import os
 
-    from segcore.train import train_model
+    from segcore.stages import run_train
 
+    params = _params(params_file)
     p = override(
-        _params(params_file).train,
+        params.train,
         num_epochs=epochs,
         device=device,
         out_dir=out_dir,
@@ -336,14 +299,12 @@ def train(
         num_threads=num_threads,
         option_names={"num_epochs": "--epochs", "dataset": "--dataset"},
     )
-    result = train_model(p.dataset, p, resume=resume)
+    stage = run_train(params.model_copy(update={"train": p}), resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return
-    key = p.evaluation_comparison_key
-    best = "n/a" if result.best_value is None else f"{result.best_value:.4f}"
-    written = ", ".join(str(path) for path in result.bundles.values()) or "none"
-    out.print(f"Train: {len(result.history)} epochs, best {key} {best} -> {written}")
-    out.print(f"History: {result.history_path}; checkpoint: {result.checkpoint}")
+    out.print(stage.summary)
+    if stage.value is not None:
+        out.print(f"History: {stage.value.history_path}; checkpoint: {stage.value.checkpoint}")
 
 
 # --------------------------------------------------------------------------- evaluate / infer / export-onnx
@@ -387,8 +348,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model on one split and write metrics.json, plots and report.html
     (evaluate_dl_model, dev_display_segmentation_evaluation)."""
-    from segcore.evaluate import evaluate_model
-    from segcore.report import write_evaluation_report
+    from segcore.stages import run_evaluate
 
     params = _params(params_file)
     p = override(
@@ -403,20 +363,9 @@ def evaluate(
         device=device,
         option_names={"dataset": "--dataset", "measures": "--measure"},
     )
-    result = evaluate_model(
-        p.bundle,
-        p.dataset,
-        split=p.split,
-        measures=p.measures,
-        batch_size=p.batch_size,
-        device=p.device,
-        keep_worst=p.worst_k,
-    )
-    path = write_evaluation_report(
-        result, p.dataset, p.report_dir, history_path=params.train.history, worst_k=p.worst_k
-    )
-    out.print(result.render())
-    out.print(f"Report: {path} (metrics: {Path(p.report_dir) / 'metrics.json'})")
+    stage = run_evaluate(params.model_copy(update={"evaluate": p}))
+    out.print(stage.summary)
+    out.print(f"Metrics: {Path(p.report_dir) / 'metrics.json'}")
 
 
 @app.command()
@@ -447,13 +396,17 @@ def infer(
     ] = None,
 ) -> None:
     """Segment new images: per image the segmentation (class ids), confidence and overlay
-    images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed."""
+    images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed.
+    Without a params.yaml in the working directory the infer defaults apply."""
     from segcore.errors import EXIT_PARTIAL_FAILURE
     from segcore.infer import load_model
     from segcore.infer_files import run_inference
+    from segcore.params import InferParams
 
+    # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
+    default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
     p = override(
-        _params(params_file).infer,
+        InferParams() if default_missing else _params(params_file).infer,
         batch_size=batch_size,
         min_area=min_area,
         backend=backend,
@@ -493,6 +446,15 @@ def export_onnx_command(
 
 # --------------------------------------------------------------------------- register
 # (see issue "The pipeline")
+
+
+@app.command()
+def register(params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
+    """Register the evaluated model in MLflow (alias challenger) and move alias champion to
+    it when its test measure (register.comparison_key) is at least the champion's."""
+    from segcore.stages import run_register
+
+    out.print(run_register(_params(params_file)).summary)
 
 
 def main() -> None:

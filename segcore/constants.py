@@ -47,6 +47,10 @@ COL_HEIGHT: Final = "image_height"
 COL_CHANNELS: Final = "image_num_channels"
 PIXEL_COUNT_PREFIX: Final = "pixels_class_"
 """Per-class pixel-count columns are named ``pixels_class_<id>``."""
+COL_SAMPLE_FILE: Final = "sample_file_name"
+"""After preprocessing: each sample's file, relative to the dataset's ``sample_dir``."""
+COL_DOMAIN_ROI: Final = "domain_roi"
+"""Optional: a sample's region of interest ``[row1, col1, row2, col2]`` for ``crop_domain``."""
 
 # Files inside bundles and preprocessed dirs.
 DATASET_FILE: Final = "dataset.parquet"

@@ -142,34 +142,10 @@ def _pair_files(
     problems: Problems,
 ) -> list[_Pair]:
     """Pairs in sorted image order; pairing problems go to ``problems``."""
-    same = image_root.resolve() == label_root.resolve()
-    if same and not prefix and not suffix:
-        problems.add(
-            f"{image_root}: image_dir and segmentation_dir are the same folder; set "
-            "dataset.label_suffix (e.g. _label) or label_prefix so labels can be told apart"
-        )
+    found = _find_files(image_root, label_root, prefix, suffix, problems)
+    if found is None:
         return []
-    # One folder may hold the other (images/ and images/labels/): keep the lists apart.
-    image_files = _list_outside(image_root, label_root)
-    label_files = _list_outside(label_root, image_root)
-    label_keys = [_label_key(p.relative_to(label_root), prefix, suffix) for p in label_files]
-    if same:  # one folder: the labels are the files whose names carry the prefix/suffix
-        label_files = [p for p, k in zip(label_files, label_keys, strict=True) if k is not None]
-        label_keys = [k for k in label_keys if k is not None]
-        image_files = [p for p in image_files if p not in set(label_files)]
-    if not image_files:
-        problems.add(
-            f"{image_root}: no images found; put PNG, JPEG, TIFF or BMP files there "
-            "(sub-folders are searched) or set dataset.image_dir"
-        )
-    if not label_files:
-        problems.add(
-            f"{label_root}: no label images found; put one PNG/TIFF/BMP label per image "
-            "there or set dataset.segmentation_dir"
-        )
-    if not image_files or not label_files:
-        return []
-
+    image_files, label_files, label_keys = found
     images = _group(image_files, [_key(p.relative_to(image_root)) for p in image_files])
     labels = _group(label_files, label_keys)
     for group, kind in ((images, "images"), (labels, "label images")):
@@ -178,14 +154,14 @@ def _pair_files(
                 names = ", ".join(str(p) for p in paths)
                 problems.add(f"{names}: several {kind} for the name {key!r}; keep only one")
     if not ignore_unmatched:
+        unlabelled = [paths[0] for key, paths in images.items() if key not in labels]
         problems.extend(
             _capped(
-                f"{paths[0]}: image without a label image (expected "
-                f"{(label_root / key).parent / (prefix + Path(key).name + suffix)}.png, .tif or "
-                ".bmp); add the label, fix dataset.label_prefix/label_suffix, or set "
-                "dataset.ignore_unmatched"
-                for key, paths in images.items()
-                if key not in labels
+                f"{path}: image without a label image (expected "
+                f"{_expected_label(label_root, path.relative_to(image_root), prefix, suffix)}"
+                ".png, .tif or .bmp); add the label, fix dataset.label_prefix/label_suffix, "
+                "or set dataset.ignore_unmatched"
+                for path in unlabelled
             )
         )
         problems.extend(
@@ -218,6 +194,47 @@ def _pair_files(
             "same sub-folder"
         )
     return pairs
+
+
+def _find_files(
+    image_root: Path, label_root: Path, prefix: str, suffix: str, problems: Problems
+) -> tuple[list[Path], list[Path], list[str | None]] | None:
+    """``(image_files, label_files, label_keys)``, or ``None`` (with problems) if either is
+    missing."""
+    same = image_root.resolve() == label_root.resolve()
+    if same and not prefix and not suffix:
+        problems.add(
+            f"{image_root}: image_dir and segmentation_dir are the same folder; set "
+            "dataset.label_suffix (e.g. _label) or label_prefix so labels can be told apart"
+        )
+        return None
+    # One folder may hold the other (images/ and images/labels/): keep the lists apart.
+    image_files = _list_outside(image_root, label_root)
+    label_files = _list_outside(label_root, image_root)
+    label_keys = [_label_key(p.relative_to(label_root), prefix, suffix) for p in label_files]
+    if same:  # one folder: the labels are the files whose names carry the prefix/suffix
+        label_files = [p for p, k in zip(label_files, label_keys, strict=True) if k is not None]
+        label_keys = [k for k in label_keys if k is not None]
+        is_label = set(label_files)
+        image_files = [p for p in image_files if p not in is_label]
+    if not image_files:
+        problems.add(
+            f"{image_root}: no images found; put PNG, JPEG, TIFF or BMP files there "
+            "(sub-folders are searched) or set dataset.image_dir"
+        )
+    if not label_files:
+        problems.add(
+            f"{label_root}: no label images found; put one PNG/TIFF/BMP label per image "
+            "there or set dataset.segmentation_dir"
+        )
+    if not image_files or not label_files:
+        return None
+    return image_files, label_files, label_keys
+
+
+def _expected_label(label_root: Path, image_rel: Path, prefix: str, suffix: str) -> Path:
+    """The label path (without extension) that the image ``image_rel`` looks for."""
+    return label_root / image_rel.parent / f"{prefix}{image_rel.stem}{suffix}"
 
 
 def _list_outside(root: Path, other: Path) -> list[Path]:

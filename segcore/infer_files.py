@@ -17,7 +17,6 @@ and skipped; the others go on.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import time
 from collections import deque
@@ -25,15 +24,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from segcore.errors import SegcoreError
-from segcore.infer import SegModel, overlay, roi_of, to_result
+from segcore.infer import SegModel, overlay, region_columns, roi_of, to_result
 from segcore.io import IMAGE_SUFFIXES, atomic_path, list_images, read_image, write_image_atomic
 from segcore.progress import make_progress
 from segcore.transforms import preprocess_image
@@ -166,13 +166,17 @@ def run_inference(
         image = read_image(item.path)
         return image, preprocess_image(image, param)
 
-    def finish(item: InputFile, image: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
-        result = to_result(probs, image.shape[:2], model.config, roi, min_area)
+    def finish(item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
+        result = to_result(probs, image.shape[:2], model.config, roi, with_regions=False)
         base = out / item.name
         write_image_atomic(f"{base}_segmentation.png", result.segmentation_image.astype(seg_dtype))
         write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
         write_image_atomic(f"{base}_overlay.png", overlay(image, result, model.config))
-        return [_region_row(str(item.path), r) for r in result.regions]
+        cols = region_columns(
+            result.segmentation_image, result.segmentation_confidence, model.config, min_area
+        )
+        files = np.full(len(cols["area"]), str(item.path), dtype=object)
+        return pa.Table.from_pydict({"file": files, **cols}, schema=REGIONS_SCHEMA)
 
     start = time.perf_counter()
     paths = (out / "regions.parquet", out / "regions.csv")
@@ -221,22 +225,6 @@ def _reason(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _region_row(file: str, r: Any) -> dict[str, Any]:
-    return {
-        "file": file,
-        "class_id": r.class_id,
-        "class_name": r.class_name,
-        "area": r.area,
-        "row1": r.bbox[0],
-        "col1": r.bbox[1],
-        "row2": r.bbox[2],
-        "col2": r.bbox[3],
-        "centroid_row": r.centroid[0],
-        "centroid_col": r.centroid[1],
-        "mean_confidence": r.mean_confidence,
-    }
-
-
 def _ordered_map(
     pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], ahead: int
 ) -> Iterator[tuple[T, R | BaseException]]:
@@ -274,43 +262,43 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class _Regions:
-    """Buffers region rows and appends them to the Parquet and CSV writers in chunks."""
+    """Collects per-image region tables and appends them to both files in chunks."""
 
     FLUSH_ROWS = 10_000
 
-    def __init__(self, parquet: pq.ParquetWriter, csv_writer: csv.DictWriter) -> None:
+    def __init__(self, parquet: pq.ParquetWriter, csv_writer: pa_csv.CSVWriter) -> None:
         self.parquet = parquet
         self.csv = csv_writer
         self.rows = 0
-        self._buffer: list[dict[str, Any]] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        self._buffer.extend(rows)
-        self.rows += len(rows)
-        if len(self._buffer) >= self.FLUSH_ROWS:
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= self.FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if self._buffer:
-            self.parquet.write_table(pa.Table.from_pylist(self._buffer, schema=REGIONS_SCHEMA))
-            self.csv.writerows(self._buffer)
-            self._buffer = []
+        if self._pending:
+            table = pa.concat_tables(self._pending)
+            self.parquet.write_table(table)
+            self.csv.write_table(table)
+            self._pending, self._pending_rows = [], 0
 
 
 @contextlib.contextmanager
 def _regions_writer(parquet_path: Path, csv_path: Path) -> Iterator[_Regions]:
     """Streams region rows into both tables; they appear (atomically) only on success."""
-    with (
-        atomic_path(parquet_path) as pq_tmp,
-        atomic_path(csv_path) as csv_tmp,
-        csv_tmp.open("w", newline="", encoding="utf-8") as csv_file,
-    ):
-        writer = pq.ParquetWriter(pq_tmp, REGIONS_SCHEMA)
+    options = pa_csv.WriteOptions(quoting_style="needed")
+    with atomic_path(parquet_path) as pq_tmp, atomic_path(csv_path) as csv_tmp:
+        parquet = pq.ParquetWriter(pq_tmp, REGIONS_SCHEMA)
+        csv_writer = pa_csv.CSVWriter(str(csv_tmp), REGIONS_SCHEMA, write_options=options)
         try:
-            csv_writer = csv.DictWriter(csv_file, fieldnames=REGIONS_SCHEMA.names)
-            csv_writer.writeheader()
-            regions = _Regions(writer, csv_writer)
+            regions = _Regions(parquet, csv_writer)
             yield regions
             regions.flush()
         finally:
-            writer.close()
+            parquet.close()
+            csv_writer.close()

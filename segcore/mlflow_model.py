@@ -151,6 +151,15 @@ class SegmentationModel(PythonModel):
         return pd.DataFrame(rows)
 
 
+def _example_png(size: int = 32) -> bytes:
+    """A small grey RGB PNG: the input example stored with the model (a ready request)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.full((size, size, 3), 128, dtype=np.uint8))
+    assert ok, "PNG encoding of a constant image cannot fail"
+    return buf.tobytes()
+
+
 def _requirements() -> list[str]:
     pins = []
     for name in _REQUIREMENTS:
@@ -176,11 +185,13 @@ def log_pyfunc_model(bundle_dir: Path, *, name: str) -> str:
     from segcore.bundle import read_bundle_config
 
     class_names = list(read_bundle_config(bundle_dir).class_names)
+    example = pd.DataFrame({IMAGE_COLUMN: [_example_png()]})
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(_ENTRY_FILE),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=model_signature(class_names),
+        input_example=example,
         pip_requirements=_requirements(),
     )
     return info.model_uri

@@ -1,19 +1,23 @@
-"""Map a function over many small jobs in worker processes, streaming, with a progress bar.
+"""Worker processes for many small jobs: streaming, bounded, with a progress bar.
 
 Jobs go to the workers in chunks, with only a few chunks in flight at once, and results
 come back as soon as a chunk is done. Jobs and results should be small (paths, hashes,
 counts): big arrays stay inside the workers, so memory does not grow with the number of
 jobs.
+
+Workers are started with ``forkserver`` (``spawn`` where that is missing), never with a
+plain ``fork``: forking a process whose OpenCV, OpenMP or Python threads have run can
+deadlock the child. They start once per :class:`WorkerPool` and serve every ``map``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
 from segcore.progress import make_progress
 
@@ -22,6 +26,9 @@ R = TypeVar("R")
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 2
 """Chunks queued per worker: enough to keep every worker busy, few enough to stay small."""
+
+MAX_CHUNK_SIZE = 16
+"""Upper bound of jobs per chunk, so the progress bar moves and the load stays balanced."""
 
 
 def default_workers() -> int:
@@ -43,64 +50,87 @@ def _run_chunk(fn: Callable[[J], R], chunk: Sequence[J]) -> list[R]:
     return [fn(job) for job in chunk]
 
 
-def map_jobs(
-    fn: Callable[[J], R],
-    jobs: Sequence[J],
-    *,
-    workers: int,
-    description: str,
-    initializer: Callable[[], None] | None = None,
-    chunk_size: int | None = None,
-) -> Iterator[R]:
-    """Yield ``fn(job)`` for every job, in completion order (not job order).
+class WorkerPool:
+    """Worker processes (started on first use); ``workers=1`` runs jobs in this process.
 
     Args:
-        fn: a module-level function (or ``functools.partial`` of one): it is pickled.
-        jobs: small, picklable job descriptions.
-        workers: worker processes; 0 means one per CPU core, 1 runs in this process.
-        description: the progress bar's label.
+        workers: worker processes; 0 means one per CPU core.
         initializer: run once in every worker process before its first job.
-        chunk_size: jobs per task sent to a worker (default: a few chunks per worker).
+
+    Use as a context manager; the workers stop when it exits::
+
+        with WorkerPool(4) as pool:
+            for result in pool.map(fn, jobs, "Working"):
+                ...
     """
-    workers = min(resolve_workers(workers), max(len(jobs), 1))
-    if workers == 1:
+
+    def __init__(self, workers: int, initializer: Callable[[], None] | None = None) -> None:
+        self.workers = resolve_workers(workers)
+        self._initializer = initializer
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            methods = multiprocessing.get_all_start_methods()
+            method = "forkserver" if "forkserver" in methods else "spawn"
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context(method),
+                initializer=self._initializer,
+            )
+        return self._executor
+
+    def map(
+        self,
+        fn: Callable[[J], R],
+        jobs: Sequence[J],
+        description: str,
+        chunk_size: int | None = None,
+    ) -> Iterator[R]:
+        """Yield ``fn(job)`` for every job, in completion order (not job order).
+
+        Args:
+            fn: a module-level function (or ``functools.partial`` of one): it is pickled.
+            jobs: small, picklable job descriptions.
+            description: the progress bar's label.
+            chunk_size: jobs per task sent to a worker (default: a few chunks per worker).
+        """
         with make_progress() as progress:
             task = progress.add_task(description, total=len(jobs))
-            for job in jobs:
-                yield fn(job)
-                progress.advance(task)
-        return
-    size = chunk_size or max(1, min(16, len(jobs) // (workers * 4)))
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    executor = ProcessPoolExecutor(workers, mp_context=_context(), initializer=initializer)
-    pending: set[Future[list[R]]] = set()
-    next_chunk = 0
-
-    def submit() -> None:
-        nonlocal next_chunk
-        limit = workers * CHUNKS_IN_FLIGHT_PER_WORKER
-        while next_chunk < len(chunks) and len(pending) < limit:
-            pending.add(executor.submit(_run_chunk, fn, chunks[next_chunk]))
-            next_chunk += 1
-
-    try:
-        submit()  # starts the workers before the progress bar starts its thread
-        with make_progress() as progress:
-            task = progress.add_task(description, total=len(jobs))
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                submit()
-                for future in done:
-                    results = future.result()
-                    yield from results
-                    progress.advance(task, len(results))
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """``fork`` (workers start in milliseconds) while this process runs no other thread;
-    ``forkserver`` otherwise (forking a process with threads can deadlock the child)."""
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver")
+            if self.workers == 1 or len(jobs) <= 1:
+                for job in jobs:
+                    yield fn(job)
+                    progress.advance(task)
+                return
+            size = chunk_size or max(1, min(MAX_CHUNK_SIZE, len(jobs) // (self.workers * 4)))
+            chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+            pool = self._pool()
+            limit = self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
+            pending: set[Future[list[R]]] = set()
+            next_chunk = 0
+            try:
+                while next_chunk < len(chunks) or pending:
+                    while next_chunk < len(chunks) and len(pending) < limit:
+                        pending.add(pool.submit(_run_chunk, fn, chunks[next_chunk]))
+                        next_chunk += 1
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results = future.result()
+                        yield from results
+                        progress.advance(task, len(results))
+            finally:
+                for future in pending:
+                    future.cancel()

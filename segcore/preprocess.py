@@ -24,7 +24,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,10 +32,12 @@ import numpy as np
 
 from segcore.class_weights import calculate_class_weights, generate_weight_images
 from segcore.constants import (
+    COL_DOMAIN_ROI,
     COL_HEIGHT,
     COL_IMAGE_FILE,
     COL_IMAGE_ID,
     COL_LABEL_FILE,
+    COL_SAMPLE_FILE,
     COL_SPLIT,
     COL_WIDTH,
     CROP_DOMAIN,
@@ -45,7 +47,7 @@ from segcore.constants import (
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError, Problems
 from segcore.io import write_bytes_atomic
-from segcore.parallel import map_jobs
+from segcore.parallel import WorkerPool, resolve_workers
 from segcore.params import ClassWeightParams, PreprocessParams
 from segcore.preprocess_jobs import (
     JobContext,
@@ -70,9 +72,6 @@ __all__ = [
 ]
 
 SAMPLES_SUBDIR = "samples"
-COL_SAMPLE_FILE = "sample_file_name"
-COL_DOMAIN_ROI = "domain_roi"
-"""Optional dataset column: per-sample region of interest ``[row1, col1, row2, col2]``."""
 
 _OWN_FILE = re.compile(r"^(\d+|\.\d+\..+\.tmp)" + re.escape(SAMPLE_SUFFIX) + "$")
 """Sample files and the temporary files of interrupted writes; nothing else is removed."""
@@ -116,6 +115,8 @@ def preprocess_dataset(
         out_dir: receives ``samples/<image_id:06d>.safetensors`` and ``dataset.parquet``.
         class_weights: ``max_weight`` and optional user-given weights.
         workers: worker processes; 0 means one per CPU core, 1 runs in this process.
+            Workers start fresh (forkserver / spawn), so a script that calls this with
+            ``workers != 1`` needs the usual ``if __name__ == "__main__":`` guard.
         overwrite: rewrite every sample file even when it is up to date.
 
     Returns:
@@ -144,66 +145,40 @@ def run_preprocess(
     """:func:`preprocess_dataset`, also reporting what was written, skipped and removed."""
     out_dir = Path(out_dir)
     sample_dir = out_dir / SAMPLES_SUBDIR
+    table_path = out_dir / DATASET_FILE
     _check_inputs(dataset, param, class_weights)
     jobs = _make_jobs(dataset, param, sample_dir)
     ctx = JobContext(param=param, class_ids=tuple(dataset.class_ids), overwrite=overwrite)
 
-    # Pass 1: validate and count (labels only; unchanged samples cost a header read).
-    scans = {
-        r.image_id: r
-        for r in map_jobs(
-            partial(scan_sample, ctx),
-            jobs,
-            workers=workers,
-            description="Checking labels",
-            initializer=init_worker,
+    with WorkerPool(min(resolve_workers(workers), len(jobs)), init_worker) as pool:
+        # Pass 1: validate and count (labels only; unchanged samples cost a header read).
+        scans = {
+            r.image_id: r for r in pool.map(partial(scan_sample, ctx), jobs, "Checking labels")
+        }
+        _raise_problems(
+            [scans[j.image_id].problem for j in jobs],
+            "samples cannot be preprocessed; nothing was written",
         )
-    }
-    _raise_problems(
-        [scans[j.image_id].problem for j in jobs],
-        "samples cannot be preprocessed; nothing was written",
-    )
-    train_counts = np.array(
-        [scans[j.image_id].counts for j in jobs if j.split == TRAIN], dtype=np.int64
-    ).reshape(-1, len(dataset.class_ids))
-    if len(train_counts) == 0 and class_weights.weights is None:
-        raise DatasetError(
-            "the dataset has no train samples, so class weights cannot be computed; "
-            "split with training_percent > 0 or give preprocess.class_weights.weights"
-        )
-    weights = calculate_class_weights(
-        train_counts,
-        dataset.class_ids,
-        param.ignore_class_ids,
-        max_weight=class_weights.max_weight,
-        user_weights=class_weights.weights,
-    )
-    weights_t = tuple(float(w) for w in weights)
+        train_counts = np.array(
+            [scans[j.image_id].counts for j in jobs if j.split == TRAIN], dtype=np.int64
+        ).reshape(-1, len(dataset.class_ids))
+        weights = _class_weights(train_counts, dataset, param, class_weights)
 
-    # Pass 2: write what is missing or out of date, then the table.
-    todo = [
-        (j, scans[j.image_id].input_hash)
-        for j in jobs
-        if overwrite
-        or scans[j.image_id].stored_sample_hash
-        != sample_hash(scans[j.image_id].input_hash, j.split, weights_t)
-    ]
-    expected = {Path(j.out_path).name for j in jobs}
-    stale = _stale_files(sample_dir, expected)
-    table_path = out_dir / DATASET_FILE
-    if todo or stale:
-        table_path.unlink(missing_ok=True)  # the table is valid only once every sample is
-    write_ctx = JobContext(param=param, class_ids=ctx.class_ids, class_weights=weights_t)
-    problems = [
-        r.problem
-        for r in map_jobs(
-            partial(write_sample, write_ctx),
-            todo,
-            workers=workers,
-            description="Preprocessing",
-            initializer=init_worker,
-        )
-    ]
+        # Pass 2: write what is missing or out of date.
+        todo = [
+            (j, scans[j.image_id].input_hash)
+            for j in jobs
+            if overwrite
+            or scans[j.image_id].stored_sample_hash
+            != sample_hash(scans[j.image_id].input_hash, j.split, weights)
+        ]
+        stale = _stale_files(sample_dir, {Path(j.out_path).name for j in jobs})
+        if todo or stale:
+            table_path.unlink(missing_ok=True)  # the table is valid only once every sample is
+        write_ctx = replace(ctx, class_weights=weights)
+        problems = [
+            r.problem for r in pool.map(partial(write_sample, write_ctx), todo, "Preprocessing")
+        ]
     _raise_problems(
         problems, "samples could not be written; the others are done, run again after fixing"
     )
@@ -216,7 +191,7 @@ def run_preprocess(
         samples,
         sample_dir=sample_dir,
         preprocess_param=param.model_dump(),
-        class_weights=list(weights_t),
+        class_weights=list(weights),
     )
     _save_if_changed(result, table_path)
     return PreprocessResult(
@@ -227,6 +202,28 @@ def run_preprocess(
         removed=len(stale),
         train_pixels=train_counts.sum(axis=0),
     )
+
+
+def _class_weights(
+    train_counts: np.ndarray,
+    dataset: DLDataset,
+    param: PreprocessParams,
+    class_weights: ClassWeightParams,
+) -> tuple[float, ...]:
+    """HALCON's class weights from the ``(N_train, K)`` pixel counts (or the user's)."""
+    if len(train_counts) == 0 and class_weights.weights is None:
+        raise DatasetError(
+            "the dataset has no train samples, so class weights cannot be computed; "
+            "split with training_percent > 0 or give preprocess.class_weights.weights"
+        )
+    weights = calculate_class_weights(
+        train_counts,
+        dataset.class_ids,
+        param.ignore_class_ids,
+        max_weight=class_weights.max_weight,
+        user_weights=class_weights.weights,
+    )
+    return tuple(float(w) for w in weights)
 
 
 # --------------------------------------------------------------------------- checks

@@ -1,8 +1,8 @@
 """Model registry: register a run's model and move ``champion`` only when it is no worse.
 
 :func:`register_model` registers the newest model logged in an MLflow run as a new version
-of ``register.model_name`` (or reuses the version already made from that run, so a retry
-never registers twice), points the ``challenger`` alias at it, and moves ``champion`` to
+of ``register.model_name`` (or reuses the version already made from that run: one version
+per training, and a retry never registers twice), points the ``challenger`` alias at it, and moves ``champion`` to
 it when its test measure (``test/<register.comparison_key>``) is at least the current
 champion's, or when there is no champion yet. The decision and both numbers are logged to
 the run (``register/*`` metrics and tags) and returned.
@@ -106,11 +106,10 @@ def register_model(
             f"MLflow run {run.run_id} has no metric {metric}; run the evaluate stage on the "
             f"{split} split first, or set register.comparison_key to a logged measure"
         )
-    model_id = _newest_model_id(run)
     lock = FileLock(registry_lock_path(run.tracking_uri, params.model_name))
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT_S), run.global_uri():
-            result = _register_locked(client, run, params, metric, value, model_id)
+            result = _register_locked(client, run, params, metric, value)
     except Timeout:
         raise RegistryError(
             f"{lock.lock_file}: another registration of {params.model_name} did not finish "
@@ -141,7 +140,6 @@ def _register_locked(
     params: RegisterParams,
     metric: str,
     value: float,
-    model_id: str,
 ) -> RegisterResult:
     from mlflow.exceptions import MlflowException
 
@@ -150,9 +148,12 @@ def _register_locked(
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="segcore segmentation model")
-    version = _version_of(client, name, model_id) or client.create_model_version(
-        name, source=f"models:/{model_id}", run_id=run.run_id, model_id=model_id
-    )
+    version = _version_of(client, name, run.run_id)
+    if version is None:
+        model_id = _newest_model_id(run)
+        version = client.create_model_version(
+            name, source=f"models:/{model_id}", run_id=run.run_id, model_id=model_id
+        )
     client.set_registered_model_alias(name, params.challenger_alias, version.version)
     champion = _by_alias(client, name, params.champion_alias)
     previous_value = None
@@ -173,12 +174,10 @@ def _register_locked(
     )
 
 
-def _version_of(client: MlflowClient, name: str, model_id: str) -> ModelVersion | None:
-    """The version already registered from this logged model, if any (retries reuse it)."""
-    for version in client.search_model_versions(f"name = '{name}'"):
-        if getattr(version, "model_id", None) == model_id:
-            return version
-    return None
+def _version_of(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version already registered from this run, if any (retries reuse it)."""
+    found = client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
 
 
 def _by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from segcore.constants import SPLITS
+from segcore.errors import SegcoreError
 from segcore.io import write_json_atomic
 from segcore.params import Params
 
@@ -98,12 +101,9 @@ def run_split(params: Params, workdir: str | os.PathLike[str] = ".") -> StageRes
     path = ds.save(_path(workdir, p.out))
     counts = ds.samples["split"].value_counts()
     parts = ", ".join(f"{name} {counts.get(name, 0)}" for name in SPLITS)
-    kept = (
-        " (existing split kept; overwrite re-splits)"
-        if loaded.has_split and not p.overwrite
-        else ""
-    )
-    return StageResult(f"Split: {parts}{kept} -> {p.out}", (ds, path))
+    kept = loaded.has_split and not p.overwrite
+    note = f"{p.dataset} already has a split: kept it (overwrite re-splits).\n" if kept else ""
+    return StageResult(f"{note}Split: {parts} -> {p.out}", (ds, path))
 
 
 def run_preprocess(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
@@ -137,9 +137,82 @@ def run_train(
     tags: Mapping[str, str] | None = None,
     resume: bool = False,
 ) -> StageResult[Any]:
-    """Train (``train`` section), tracked in a new MLflow run whose id goes to
-    ``<train.out_dir>/mlflow_run.json``."""
-    raise NotImplementedError  # filled in below once segcore.train is in place
+    """Train (``train`` section), tracked in an MLflow run whose id goes to
+    ``<train.out_dir>/mlflow_run.json`` first thing.
+
+    With ``train.nproc > 1`` (and not already under ``torchrun``) the ranks are started
+    with ``torchrun``; each runs ``segcore train``, and rank 0 logs into this run. Under
+    ``torchrun`` only rank 0 tracks.
+
+    Args:
+        resume: continue training from the checkpoint in ``train.out_dir``, and its
+            MLflow run.
+    """
+    from segcore import tracking
+    from segcore.train import train_model
+
+    p = params.train
+    out_dir = _path(workdir, p.out_dir)
+    run_file = out_dir / tracking.RUN_FILE
+    dataset = _path(workdir, p.dataset)
+    history = _path(workdir, p.history)
+    rank = os.environ.get("RANK")
+    if rank not in (None, "0"):  # a torchrun worker: trains its share, rank 0 reports
+        return StageResult(
+            "", train_model(dataset, p, out_dir=out_dir, history_path=history, resume=resume)
+        )
+    continued = resume or (rank == "0" and os.environ.get(_RESUME_TRACKING_ENV) == "1")
+    start = (
+        tracking.resume_run(params, workdir, run_file, tags=tags)
+        if continued
+        else tracking.start_run(params, workdir, tags=tags)
+    )
+    with start as run:
+        run.save(run_file)
+        if rank is None and p.nproc > 1:
+            _torchrun(p.nproc, Path(workdir), resume)
+            return StageResult(f"Train: {p.nproc} processes (torchrun) -> {p.out_dir}", None)
+        result = train_model(
+            dataset,
+            p,
+            out_dir=out_dir,
+            history_path=history,
+            resume=resume,
+            callbacks=[run.callback()],
+        )
+    best = "n/a" if result.best_value is None else f"{result.best_value:.4f}"
+    written = ", ".join(str(path) for path in result.bundles.values()) or "none"
+    return StageResult(
+        f"Train: {len(result.history)} epochs, best {p.evaluation_comparison_key} {best} "
+        f"(MLflow run {run.run_id}) -> {written}",
+        result,
+    )
+
+
+_RESUME_TRACKING_ENV = "SEGCORE_RESUME_TRACKING"
+"""Set for ``torchrun`` ranks started by :func:`run_train`: rank 0 logs into the run in
+``mlflow_run.json`` instead of starting one."""
+
+
+def _torchrun(nproc: int, workdir: Path, resume: bool) -> None:
+    """``torchrun --nproc_per_node=N -m segcore.cli train`` in ``workdir``; raises on failure."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "segcore.cli",
+        "train",
+        *(["--resume"] if resume else []),
+    ]
+    env = {**os.environ, _RESUME_TRACKING_ENV: "1"}
+    proc = subprocess.run(cmd, cwd=workdir, env=env, check=False)
+    if proc.returncode != 0:
+        raise SegcoreError(
+            f"distributed training ({' '.join(cmd[2:])}) failed with exit code "
+            f"{proc.returncode}; see its output above, or set train.nproc to 1"
+        )
 
 
 def run_evaluate(

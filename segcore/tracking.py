@@ -13,9 +13,11 @@ absolute, so stages started from other folders agree. Nothing here touches MLflo
 state except inside :meth:`TrackedRun.log_model`, which needs MLflow's fluent API and
 restores it afterwards.
 
-Metric names: per-epoch history as ``epoch/<name>`` (step = epoch), evaluation as
-``<split>/<measure>`` and ``<split>/<measure>/<class name>``, the registry gate as
-``register/<...>``. Run names: ``<model>-<UTC time>``.
+Metric names (step = epoch for the per-epoch ones): ``train/loss``, ``train/learning_rate``,
+... and ``validation/<measure>``, ``validation/class_iou/<class>`` from the training
+history; ``<split>/<measure>`` and ``<split>/<measure>/<class>`` from the evaluation (e.g.
+``test/mean_iou``, ``test/class_iou/crack``); ``register/...`` from the registry gate.
+Run names: ``<model>-<UTC time>``.
 """
 
 from __future__ import annotations
@@ -98,6 +100,17 @@ def _artifact_location(uri: str) -> str | None:
 def metric_name(*parts: str) -> str:
     """Join name parts with ``/``, replacing characters MLflow does not accept by ``_``."""
     return "/".join(_BAD_NAME_CHARS.sub("_", str(p)) for p in parts)
+
+
+def history_metric_name(column: str) -> str:
+    """MLflow name of a training-history column: ``val_mean_iou`` -> ``validation/mean_iou``,
+    ``val_iou_crack`` -> ``validation/class_iou/crack`` (as the test split's), others
+    ``train/<column>``."""
+    if column.startswith("val_iou_"):
+        return metric_name("validation", "class_iou", column.removeprefix("val_iou_"))
+    if column.startswith("val_"):
+        return metric_name("validation", column.removeprefix("val_"))
+    return metric_name("train", column)
 
 
 def params_to_log(params: Params) -> dict[str, Any]:
@@ -301,7 +314,7 @@ class MLflowCallback:
     """Training callback (``segcore.train`` protocol) that logs into a :class:`TrackedRun`.
 
     ``on_train_start`` sets the info as ``train.<key>`` tags, ``on_epoch_end`` logs the
-    epoch's history as ``epoch/<name>`` with ``step = epoch``.
+    epoch's history row with ``step = epoch`` (names: :func:`history_metric_name`).
     """
 
     def __init__(self, run: TrackedRun) -> None:
@@ -311,8 +324,10 @@ class MLflowCallback:
         self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        named = {metric_name("epoch", k): v for k, v in metrics.items() if k != "epoch"}
-        self.run.log_metrics(named, step=int(epoch))
+        self.run.log_metrics(
+            {history_metric_name(k): v for k, v in metrics.items() if k not in ("epoch", "step")},
+            step=int(epoch),
+        )
 
     def on_train_end(self, result: Any) -> None:
         """Nothing to add: the bundles are logged by the evaluate stage."""

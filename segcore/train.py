@@ -275,9 +275,15 @@ def _batch(
     """Gather samples ``idx`` of the in-memory train split, distort them, move them."""
     x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
     x, y, w = augment_batch(
-        x, y, w, p.augmentation, run.generator, run.grey_scale,
-        global_batch=global_batch, offset=offset,
-    )  # fmt: skip
+        x,
+        y,
+        w,
+        p.augmentation,
+        run.generator,
+        run.grey_scale,
+        global_batch=global_batch,
+        offset=offset,
+    )
     x = x.to(dev, non_blocking=True).contiguous(memory_format=layout)
     return x, y.to(dev, non_blocking=True), w.to(dev, non_blocking=True)
 

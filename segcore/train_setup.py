@@ -154,9 +154,13 @@ def prepare(
     torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
     arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
     model = create_model(
-        p.model, len(ds.class_ids), channels, encoder=p.encoder,
-        encoder_weights=p.encoder_weights, **p.model_kwargs,
-    )  # fmt: skip
+        p.model,
+        len(ds.class_ids),
+        channels,
+        encoder=p.encoder,
+        encoder_weights=p.encoder_weights,
+        **p.model_kwargs,
+    )
     check_input_size(model, *train.image_size[1:], channels)
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state

@@ -6,7 +6,6 @@ first three channels, so each test decides exactly what is predicted by drawing 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from segcore.bundle import BundleConfig, save_bundle
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError
 from segcore.evaluate import evaluate_model
@@ -28,21 +28,22 @@ IGNORE = [5]
 SIZE = 16
 
 
-@dataclass
-class Config:
-    """The parts of a bundle config that evaluation and inference read."""
-
-    class_ids: list[int] = field(default_factory=lambda: list(CLASS_IDS))
-    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
-    ignore_class_ids: list[int] = field(default_factory=lambda: list(IGNORE))
-    preprocess_param: dict[str, Any] = field(
-        default_factory=lambda: {
-            "image_width": SIZE,
-            "image_height": SIZE,
-            "image_num_channels": 3,
-            "ignore_class_ids": list(IGNORE),
-        }
-    )
+def make_config(**changes: Any) -> BundleConfig:
+    """The bundle config of the stand-in model (the module itself is built in the test)."""
+    preprocess = {
+        "image_width": SIZE,
+        "image_height": SIZE,
+        "image_num_channels": 3,
+        "ignore_class_ids": list(IGNORE),
+    }
+    fields = {
+        "architecture": {"name": "conv1x1"},
+        "class_ids": list(CLASS_IDS),
+        "class_names": list(CLASS_NAMES),
+        "ignore_class_ids": list(IGNORE),
+        "preprocess_param": preprocess,
+    }
+    return BundleConfig(**(fields | changes))
 
 
 def oracle_model() -> SegModel:
@@ -54,7 +55,7 @@ def oracle_model() -> SegModel:
         for k in range(3):
             conv.weight[k, k] = 1.0
         conv.bias[3] = 1000.0  # would win everywhere if ignore classes were not masked
-    return SegModel(conv, Config())
+    return SegModel(conv, make_config())
 
 
 def make_dataset(root: Path, n: int = 7, seed: int = 0) -> tuple[Path, list[np.ndarray], list]:
@@ -96,7 +97,7 @@ def make_dataset(root: Path, n: int = 7, seed: int = 0) -> tuple[Path, list[np.n
         root,
         list(CLASS_NAMES),
         list(CLASS_IDS),
-        preprocess_param=Config().preprocess_param,
+        preprocess_param=make_config().preprocess_param,
         sample_dir=root / "samples",
     )
     return ds.save(root / "dataset.parquet"), labels, preds
@@ -158,14 +159,41 @@ def test_errors_name_the_fix(dataset: tuple, tmp_path: Path) -> None:
     path, _, _ = dataset
     with pytest.raises(DatasetError, match="split 'train' has no samples"):
         evaluate_model(oracle_model(), path, split="train")
-    other = SegModel(oracle_model().module, Config(class_ids=[0, 1, 2, 6]))
+    other = SegModel(oracle_model().module, make_config(class_ids=[0, 1, 2, 6]))
     with pytest.raises(DatasetError, match="class_ids"):
         evaluate_model(other, path)
-    smaller = Config()
-    smaller.preprocess_param = {**smaller.preprocess_param, "image_width": 32}
+    smaller = make_config()
+    smaller.preprocess_param["image_width"] = 32
     with pytest.raises(DatasetError, match="image_width"):
         evaluate_model(SegModel(oracle_model().module, smaller), path)
     ds = DLDataset.load(path)
     raw = ds.with_samples(ds.samples.drop(columns=["sample_file_name"]), sample_dir=None)
     with pytest.raises(DatasetError, match="segcore preprocess"):
         evaluate_model(oracle_model(), raw)
+
+
+def test_bundle_on_the_preprocessed_pills(pills_preprocessed: Path, tmp_path: Path) -> None:
+    """A saved bundle evaluated on real preprocessed samples: every test pixel is counted."""
+    from segcore.models import architecture, create_model
+    from segcore.report import write_evaluation_report
+
+    ds = DLDataset.load(pills_preprocessed)
+    kwargs = {"base_channels": 4, "depth": 2}
+    config = BundleConfig(
+        architecture=architecture("compact", 3, 3, **kwargs),
+        class_ids=ds.class_ids,
+        class_names=ds.class_names,
+        ignore_class_ids=[],
+        preprocess_param=ds.preprocess_param,
+    )
+    bundle = save_bundle(tmp_path / "bundle", create_model("compact", 3, 3, **kwargs), config)
+    result = evaluate_model(bundle, pills_preprocessed, split="test", device="cpu", batch_size=3)
+    test = ds.split("test")
+    assert result.num_images == len(test) > 0
+    size = ds.preprocess_param["image_width"] * ds.preprocess_param["image_height"]
+    assert result.confusion_matrix.sum() == len(test) * size
+    np.testing.assert_array_equal(
+        result.confusion_matrix.sum(axis=0), ds.pixel_counts(test).sum(axis=0)
+    )  # ground truth per class = the dataset's pixel counts (same size, no merging)
+    report = write_evaluation_report(result, ds, tmp_path / "reports", worst_k=2)
+    assert report.is_file() and (tmp_path / "reports" / "worst_samples.png").is_file()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_segcore
+from test_onnx import make_bundle
 
-from segcore.errors import SegcoreError
+from segcore.bundle import BundleConfig
+from segcore.errors import EXIT_PARTIAL_FAILURE, SegcoreError
 from segcore.infer import SegModel, apply_model, class_colors, find_regions
 from segcore.infer_files import _ordered_map, collect_inputs, run_inference
 from segcore.io import read_image, write_image_atomic
@@ -24,13 +26,14 @@ NET = 32
 """Network input size of the stand-in model."""
 
 
-@dataclass
-class Config:
-    class_ids: list[int] = field(default_factory=lambda: [0, 1, 7])
-    class_names: list[str] = field(default_factory=lambda: ["good", "bright", "never"])
-    ignore_class_ids: list[int] = field(default_factory=list)
-    preprocess_param: dict[str, Any] = field(
-        default_factory=lambda: {"image_width": NET, "image_height": NET, "image_num_channels": 3}
+def make_config() -> BundleConfig:
+    """Classes good (0), bright (1) and never (7: never predicted)."""
+    return BundleConfig(
+        architecture={"name": "conv1x1"},
+        class_ids=[0, 1, 7],
+        class_names=["good", "bright", "never"],
+        ignore_class_ids=[],
+        preprocess_param={"image_width": NET, "image_height": NET, "image_num_channels": 3},
     )
 
 
@@ -42,7 +45,7 @@ def threshold_model() -> SegModel:
         conv.weight[0] = -1 / 30
         conv.weight[1] = 1 / 30
         conv.bias.copy_(torch.tensor([0.0, 0.0, -1000.0]))
-    return SegModel(conv, Config())
+    return SegModel(conv, make_config())
 
 
 def squares(height: int, width: int, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
@@ -97,7 +100,7 @@ def test_regions_area_bbox_confidence_and_min_area() -> None:
     seg[0, :2] = 1
     conf = np.full((4, 4), 0.5, np.float32)
     conf[0, 0] = 0.9
-    regions = find_regions(seg, conf, Config(), min_area=1)
+    regions = find_regions(seg, conf, make_config(), min_area=1)
     assert regions[1].class_id == 1 and regions[1].mean_confidence == pytest.approx(0.7)
 
 
@@ -194,3 +197,22 @@ def test_streaming_reads_a_bounded_number_ahead() -> None:
             ahead = next(pulled) - 10
     assert [v for _, v in first] == list(range(0, 20, 2))
     assert ahead <= 5  # never more than `ahead` items beyond what was consumed
+
+
+def test_cli_reports_a_corrupt_input_and_exits_with_partial_failure(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    write_image_atomic(tmp_path / "in" / "a.png", squares(40, 30, [(5, 5, 9, 9)]))
+    write_image_atomic(tmp_path / "in" / "b.png", squares(64, 80, []))
+    (tmp_path / "in" / "c.png").write_bytes(b"not a png at all")
+    done = run_segcore(
+        "infer", bundle, "in", "--out", "out", "--device", "cpu", "--min-area", "2", cwd=tmp_path
+    )
+    assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
+    assert "2 of 3 images" in done.stdout
+    assert "c.png" in done.stdout and "not a readable image" in done.stdout
+    for name, size in (("a", (40, 30)), ("b", (64, 80))):
+        seg = cv2.imread(str(tmp_path / "out" / f"{name}_segmentation.png"), cv2.IMREAD_UNCHANGED)
+        assert seg.shape == size
+    regions = pd.read_parquet(tmp_path / "out" / "regions.parquet")
+    assert (regions["area"] >= 2).all()
+    assert set(regions["file"]) <= {"in/a.png", "in/b.png"}

@@ -77,8 +77,18 @@ def test_lineage_tags_come_from_git_and_dvc_lock(tmp_path: Path) -> None:
         )
     )
     subprocess.run(
-        ["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "--allow-empty",
-         "-m", "x"],
+        [
+            "git",
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
         cwd=tmp_path,
         check=True,
     )
@@ -103,7 +113,8 @@ def test_a_run_holds_params_epoch_metrics_tags_and_resumes(mlflow_uri: str, tmp_
         callback = run.callback()
         callback.on_train_start({"device": "cpu", "num_train": 10})
         for epoch in (1, 2, 3):
-            callback.on_epoch_end(epoch, {"epoch": epoch, "loss": 1.0 / epoch, "val mean/iou": 0.1})
+            metrics = {"epoch": epoch, "loss": 1.0 / epoch, "val_mean_iou": 0.1, "val_iou_a b": 0.2}
+            callback.on_epoch_end(epoch, metrics)
         run.save(run_file)
     client = MlflowClient(mlflow_uri)
     stored = client.get_run(run.run_id)
@@ -113,17 +124,23 @@ def test_a_run_holds_params_epoch_metrics_tags_and_resumes(mlflow_uri: str, tmp_
     assert stored.data.params["dataset.class_names"] == '["good", "contamination", "crack"]'
     assert stored.data.tags[tracking.TAG_FLOW_RUN] == "flow-1"
     assert stored.data.tags["train.device"] == "cpu"
-    history = client.get_metric_history(run.run_id, "epoch/loss")
+    history = client.get_metric_history(run.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
-    assert "epoch/val mean/iou" in stored.data.metrics
-    assert "epoch/epoch" not in stored.data.metrics
+    assert set(stored.data.metrics) == {
+        "train/loss",
+        "validation/mean_iou",
+        "validation/class_iou/a b",
+    }
 
     measures = {"mean_iou": 0.8, "class_iou": {"good": 0.9, "crack (thin)": 0.7, "none": -1.0}}
     with tracking.resume_run(params, tmp_path, run_file, tags={tracking.TAG_FLOW_RUN: "x"}) as same:
         logged = same.log_evaluation("test", measures)
     assert same.run_id == run.run_id
-    assert logged == {"test/mean_iou": 0.8, "test/class_iou/good": 0.9,
-                      "test/class_iou/crack _thin_": 0.7}
+    assert logged == {
+        "test/mean_iou": 0.8,
+        "test/class_iou/good": 0.9,
+        "test/class_iou/crack _thin_": 0.7,
+    }
     stored = client.get_run(run.run_id)
     assert stored.data.metrics["test/class_iou/crack _thin_"] == 0.7
     assert stored.data.tags[tracking.TAG_FLOW_RUN] == "flow-1"  # the training's flow run stays
@@ -134,7 +151,10 @@ def test_resume_without_run_file_starts_a_new_run_and_failures_are_marked(
 ) -> None:
     params = _params(mlflow_uri, "test-tracking-resume")
     missing = tmp_path / "missing.json"
-    with pytest.raises(RuntimeError, match="boom"), tracking.resume_run(params, tmp_path, missing) as run:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        tracking.resume_run(params, tmp_path, missing) as run,
+    ):
         raise RuntimeError("boom")
     stored = MlflowClient(mlflow_uri).get_run(run.run_id)
     assert stored.info.status == "FAILED"
