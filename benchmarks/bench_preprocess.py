@@ -171,7 +171,7 @@ def main() -> None:
         memory_child(*args.memory_run, workers=args.workers)
         return
 
-    n_files, n_bench, sizes = (24, 48, (20, 60)) if args.quick else (100, 600, (100, 1000))
+    n_files, n_bench, sizes = (24, 48, (20, 60)) if args.quick else (100, 1000, (100, 1000))
     min_px, max_px = (96, 160) if args.quick else (256, 512)
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
         root = Path(tmp)

@@ -9,6 +9,7 @@ show the rest.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
         f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
         "  DVC measures    .venv/bin/dvc metrics show   |   .venv/bin/dvc plots show",
         "  parameters      .venv/bin/dvc params diff   (after editing params.yaml)",
-        f"  serve champion  MLFLOW_TRACKING_URI={uri} .venv/bin/mlflow models serve "
+        f"  serve champion  PATH=.venv/bin:$PATH MLFLOW_TRACKING_URI={uri} mlflow models serve "
         f"-m 'models:/{params.registry.model_name}@{params.registry.champion_alias}' "
         "--env-manager local -p 5001",
         "  schedule        make serve   (cron from params.yaml: flow.cron)",
@@ -60,6 +61,8 @@ def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
 
 def main() -> int:
     """Run the flow once on the repository of the current folder."""
+    # Offline by default: Prefect's local server would otherwise try to send usage data.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.pipeline import segmentation_pipeline
 
     root = find_repo_root()

@@ -35,8 +35,11 @@ _EXPORTS = {
     "train_model": "segcore.train",
     # evaluation and inference
     "evaluate_model": "segcore.evaluate",
+    "write_evaluation_report": "segcore.report",
     "load_model": "segcore.infer",
     "apply_model": "segcore.infer",
+    "run_inference": "segcore.infer_files",
+    "export_onnx": "segcore.onnx_export",
     # registry
     "register_model": "segcore.register",
 }

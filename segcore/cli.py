@@ -392,7 +392,9 @@ def infer(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Threads for decoding and writing; 0 = up to 4 (infer.workers)."),
+        typer.Option(
+            help="Threads for decoding and writing; 0 = half the cores, 1-4 (infer.workers)."
+        ),
     ] = None,
 ) -> None:
     """Segment new images: per image the segmentation (class ids), confidence and overlay

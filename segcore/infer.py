@@ -14,7 +14,6 @@ handled by :func:`segcore.infer_files.run_inference`.
 
 from __future__ import annotations
 
-import colorsys
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -368,53 +367,3 @@ def find_regions(
             *(cols[c] for c in REGION_COLUMNS), strict=True
         )
     ]
-
-
-def class_colors(num_classes: int) -> np.ndarray:
-    """Fixed display colour per class index: ``(K, 3)`` uint8 RGB, the same everywhere.
-
-    Index 0 (usually the good / background class) is dark grey; the next ones are
-    high-contrast colours, further ones are spread evenly over the hue circle.
-    """
-    base = [
-        (64, 64, 64),
-        (230, 25, 75),
-        (255, 225, 25),
-        (0, 130, 200),
-        (60, 180, 75),
-        (245, 130, 48),
-        (145, 30, 180),
-        (70, 240, 240),
-        (240, 50, 230),
-        (170, 110, 40),
-    ]
-    for k in range(len(base), num_classes):
-        r, g, b = colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.85, 0.95)
-        base.append((round(r * 255), round(g * 255), round(b * 255)))
-    return np.asarray(base[:num_classes], dtype=np.uint8)
-
-
-def display_image(image: np.ndarray) -> np.ndarray:
-    """Any ``(H, W[, C])`` image -> ``(H, W, 3)`` uint8 RGB for display (non-8-bit stretched)."""
-    img = image if image.ndim == 3 else image[:, :, None]
-    if img.dtype != np.uint8:
-        f = img.astype(np.float32)
-        lo, hi = float(f.min()), float(f.max())
-        img = ((f - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(f)).astype(np.uint8)
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def overlay(
-    image: np.ndarray, result: DLResult, config: ModelConfig, alpha: float = 0.45
-) -> np.ndarray:
-    """The image with every class but the first tinted in its colour: ``(H, W, 3)`` uint8 RGB."""
-    rgb = display_image(image).astype(np.float32)
-    colors = class_colors(len(config.class_ids)).astype(np.float32)
-    lut = np.zeros(int(max(config.class_ids)) + 1, dtype=np.int64)
-    lut[np.asarray(config.class_ids)] = np.arange(len(config.class_ids))
-    index = lut[result.segmentation_image]
-    tint = (index > 0)[:, :, None]
-    blended = np.where(tint, (1 - alpha) * rgb + alpha * colors[index], rgb)
-    return blended.round().astype(np.uint8)

@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from segcore.display import overlay
 from segcore.errors import SegcoreError
-from segcore.infer import SegModel, overlay, region_columns, roi_of, to_result
+from segcore.infer import SegModel, region_columns, roi_of, to_result
 from segcore.io import IMAGE_SUFFIXES, atomic_path, list_images, read_image, write_image_atomic
 from segcore.progress import make_progress
 from segcore.transforms import preprocess_image
@@ -143,7 +144,8 @@ def run_inference(
         out_dir: output folder (created).
         batch_size: images per forward pass.
         min_area: regions smaller than this many pixels are left out of the table.
-        workers: threads for decoding, preprocessing and writing (default: up to 4).
+        workers: threads for decoding, preprocessing and writing (default: half the CPU
+            cores, 1 to 4).
 
     Raises:
         SegcoreError: no input image found at all.
@@ -157,7 +159,8 @@ def run_inference(
             f"holding {', '.join(sorted(IMAGE_SUFFIXES))} files"
         )
     out.mkdir(parents=True, exist_ok=True)
-    workers = workers or min(4, os.cpu_count() or 1)
+    # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
+    workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
     param = model.preprocess
     roi = roi_of(param)
     seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
@@ -171,7 +174,9 @@ def run_inference(
         base = out / item.name
         write_image_atomic(f"{base}_segmentation.png", result.segmentation_image.astype(seg_dtype))
         write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
-        write_image_atomic(f"{base}_overlay.png", overlay(image, result, model.config))
+        write_image_atomic(
+            f"{base}_overlay.png", overlay(image, result.segmentation_image, model.config.class_ids)
+        )
         cols = region_columns(
             result.segmentation_image, result.segmentation_confidence, model.config, min_area
         )

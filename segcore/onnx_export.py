@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,11 @@ OUTPUT_NAME = "probabilities"
 META_WEIGHTS = "segcore.weights_sha256"
 META_CONFIG = "segcore.config"
 META_DYNAMIC_SPATIAL = "segcore.dynamic_spatial"
-_TOLERANCE = 1e-3
-"""Largest probability difference between torch and onnxruntime accepted at export."""
+_TOLERANCE = 1e-2
+"""Largest probability difference between torch and onnxruntime accepted at export (a
+broken graph differs by ~1; float rounding in saturated softmaxes stays far below this)."""
+_MIN_AGREEMENT = 0.999
+"""Smallest share of pixels where both give the same class, accepted at export."""
 
 
 class OnnxError(SegcoreError):
@@ -157,18 +161,22 @@ def _export(
     wrapper: nn.Module, shape: tuple[int, ...], path: Path, opset: int, *, dynamic_spatial: bool
 ) -> str | None:
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_spatial else {0: "batch"}
+    # The TorchScript exporter is deprecated in favour of dynamo, which is slower and less
+    # reliable on these CNNs; it is chosen on purpose.
     try:
-        torch.onnx.export(
-            wrapper,
-            (torch.zeros(1, *shape),),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                wrapper,
+                (torch.zeros(1, *shape),),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
     except (RuntimeError, ValueError, TypeError) as err:  # unsupported operators and the like
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     return None
@@ -191,8 +199,12 @@ def _verify(wrapper: nn.Module, path: Path, shapes: list[tuple[int, ...]]) -> st
         if got.shape != want.shape:
             return f"output {got.shape} for input {shape}, torch gives {want.shape}"
         diff = float(np.abs(got - want).max())
-        if not diff <= _TOLERANCE:
-            return f"onnxruntime and torch differ by {diff:.2g} for input {shape}"
+        agree = float((got.argmax(axis=1) == want.argmax(axis=1)).mean())
+        if not (diff <= _TOLERANCE and agree >= _MIN_AGREEMENT):
+            return (
+                f"onnxruntime and torch differ for input {shape} (probabilities by up to "
+                f"{diff:.2g}, classes on {1 - agree:.2%} of the pixels)"
+            )
     return None
 
 
@@ -202,6 +214,9 @@ def _session(path: Path, device: torch.device) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = max(1, torch.get_num_threads())
+    # Idle ORT threads sleep instead of spinning, leaving the cores to the threads that
+    # decode and write images meanwhile (measured faster in the pipeline and no slower alone).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():

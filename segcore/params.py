@@ -594,7 +594,7 @@ class InferParams(Section):
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int = Field(0, ge=0)
-    """Threads that decode, preprocess and write images beside the model; 0 means up to 4."""
+    """Threads that decode, preprocess and write images; 0: half the CPU cores (1 to 4)."""
 
 
 # --------------------------------------------------------------------------- register

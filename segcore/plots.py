@@ -4,7 +4,8 @@ Confusion matrix (absolute and normalised), per-class IoU and accuracy, training
 and samples side by side (image | ground truth | prediction | difference | confidence).
 Matplotlib's object API with the Agg canvas is used directly: no pyplot, no global
 backend switch, safe in threads and on machines without a display. Class colours are
-the fixed ones of :func:`segcore.infer.class_colors`, the same as in inference overlays.
+the fixed ones of :func:`segcore.display.class_colors`, the same as in inference overlays
+(:mod:`segcore.display`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from segcore.infer import class_colors
+from segcore.display import IGNORE_COLOR, class_colors, colorize, network_input_rgb
 from segcore.io import atomic_path
 
 if TYPE_CHECKING:
     from segcore.evaluate import EvaluatedSample
 
 DPI = 100
-IGNORE_COLOR = (190, 190, 190)
-"""Display colour of ignore-class and unknown label pixels."""
 DIFF_COLORS = ((0, 0, 0), (255, 255, 255), IGNORE_COLOR)
 """Difference panel: correct (black), wrong (white), not evaluated (as ignore pixels)."""
 
@@ -205,32 +204,6 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike[str]) ->
     return True
 
 
-def _display(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` network input -> ``(H, W, 3)`` in [0, 1], stretched to its own range."""
-    img = np.asarray(image, dtype=np.float32)
-    img = img[:3].transpose(1, 2, 0)
-    lo, hi = float(img.min()), float(img.max())
-    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
-
-
-def colorize(
-    label: np.ndarray, class_ids: Sequence[int], ignore_class_ids: Sequence[int] = ()
-) -> np.ndarray:
-    """``(H, W)`` class ids -> ``(H, W, 3)`` uint8 in the fixed class colours.
-
-    Ignore classes and values that are not class ids are white.
-    """
-    colors = class_colors(len(class_ids))
-    top = max(int(label.max(initial=0)), *class_ids) + 1
-    lut = np.tile(np.array(IGNORE_COLOR, dtype=np.uint8), (top, 1))
-    ignore = set(ignore_class_ids)
-    for k, cid in enumerate(class_ids):
-        if cid not in ignore:
-            lut[cid] = colors[k]
-    return lut[label]
-
-
 def plot_samples(
     samples: Sequence[EvaluatedSample],
     class_ids: Sequence[int],
@@ -260,7 +233,7 @@ def plot_samples(
         any_ignored = any_ignored or not evaluated.all()
         diff = np.where(evaluated, (s.prediction != s.label).astype(np.int64), 2)
         panels = (
-            _display(s.image),
+            network_input_rgb(s.image),
             colorize(s.label, class_ids, ignore_class_ids),
             colorize(s.prediction, class_ids, ignore_class_ids),
             diff,

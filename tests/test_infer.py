@@ -17,8 +17,9 @@ from conftest import run_segcore
 from test_onnx import make_bundle
 
 from segcore.bundle import BundleConfig
+from segcore.display import class_colors
 from segcore.errors import EXIT_PARTIAL_FAILURE, SegcoreError
-from segcore.infer import SegModel, apply_model, class_colors, find_regions
+from segcore.infer import SegModel, apply_model, find_regions
 from segcore.infer_files import _ordered_map, collect_inputs, run_inference
 from segcore.io import read_image, write_image_atomic
 

@@ -130,7 +130,7 @@ def test_flow_runs_every_stage_and_leaves_dvc_clean(flow_run: dict) -> None:
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics["class_iou"]) == {"good", "contamination", "crack"}
     shown = _dvc(repo, "metrics", "show", "--json")
-    assert json.loads(shown)["workspace"]["data"]["reports/metrics.json"]["data"] == metrics
+    assert json.loads(shown)[""]["data"]["reports/metrics.json"]["data"] == metrics
 
 
 def test_flow_publishes_measures_table_and_report(flow_run: dict) -> None:
