@@ -142,7 +142,7 @@ def _fit(
 ) -> TrainResult:
     dev, world = ctx.device, ctx.world_size
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
-    model = run.model.to(dev, memory_format=layout)
+    model = run.model  # on its device, in its memory layout (see prepare)
     net: torch.nn.Module = model
     if ctx.distributed:
         ids = [dev.index] if dev.type == "cuda" else None

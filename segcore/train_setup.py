@@ -9,7 +9,7 @@ before any training starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,11 @@ def prepare(
     problems.raise_if_any(DatasetError, "training cannot start")
     assert train is not None and val is not None
 
+    if p.channels_last:  # gathered batches keep this layout: no conversion per step
+        train, val = (
+            replace(d, images=d.images.contiguous(memory_format=torch.channels_last))
+            for d in (train, val)
+        )
     channels = train.image_size[0]
     torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
     arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
