@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segcore.constants import COL_SPLIT
+from segcore.constants import COL_SAMPLE_FILE, COL_SPLIT
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, Problems
 from segcore.samples import class_index_lut, load_sample
 
-COL_SAMPLE_FILE = "sample_file_name"
 """Dataset column with each preprocessed sample file, relative to ``sample_dir``."""
 
 _MAX_LISTED = 5

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segcore.constants import COL_IMAGE_FILE, COL_IMAGE_ID
+from segcore.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_SAMPLE_FILE
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError, Problems
 from segcore.infer import SegModel, load_model
@@ -36,7 +36,6 @@ from segcore.metrics import (
 from segcore.progress import track
 from segcore.samples import label_to_index, load_sample
 
-COL_SAMPLE_FILE = "sample_file_name"
 _PREPROCESS_KEYS_THAT_MUST_MATCH = (
     "image_width",
     "image_height",

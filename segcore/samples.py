@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from segcore.constants import IGNORE_INDEX
@@ -38,6 +38,8 @@ def save_sample(
         label: ``(H, W)`` integer class ids.
         weight: ``(H, W)`` float32 per-pixel loss weights, training samples only.
         metadata: string key/values stored in the header (read with :func:`read_metadata`).
+            Use a single key: safetensors writes several keys in no fixed order, so the
+            bytes of identical samples would differ.
     """
     if image.ndim != 3 or label.shape != image.shape[1:]:
         raise ValueError(f"image {image.shape} and label {label.shape} do not match")
@@ -57,7 +59,7 @@ def load_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="numpy") as f:
             return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise DatasetError(
             f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
         ) from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +32,7 @@ from segcore import distributed
 from segcore.augment import augment_batch
 from segcore.bundle import BundleConfig, save_bundle
 from segcore.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from segcore.constants import BUNDLE_CONFIG
 from segcore.dldataset import DLDataset
 from segcore.errors import SegcoreError
 from segcore.io import write_text_atomic
@@ -140,15 +141,11 @@ def _fit(
     history_file: Path,
     callbacks: Sequence[TrainCallback],
 ) -> TrainResult:
-    dev, world = ctx.device, ctx.world_size
-    layout = torch.channels_last if p.channels_last else torch.contiguous_format
     model = run.model  # on its device, in its memory layout (see prepare)
     net: torch.nn.Module = model
     if ctx.distributed:
-        ids = [dev.index] if dev.type == "cuda" else None
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    optimizer = run.optimizer
-    micro, global_batch = p.batch_size_multiplier, p.batch_size * world
     steps = run.steps_per_epoch
     # Evaluate after update k when k crosses a multiple of the interval (in updates;
     # exact fractions, so 0.3 epochs of 10 updates is 3 updates, not 3.0000000000000004).
@@ -157,100 +154,68 @@ def _fit(
     def eval_due(k: int) -> bool:
         return k == p.num_epochs * steps or k // eval_every > (k - 1) // eval_every
 
-    bundles: dict[str, Path] = {}
     callbacks = callbacks if ctx.is_main else ()
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         for cb in callbacks:
             cb.on_train_start(run.info)
+    eval_seconds, measures = 0.0, None
 
-    eval_seconds = 0.0
-
-    def evaluate(epoch: float) -> dict[str, Any]:
-        nonlocal eval_seconds
+    def evaluate(epoch: float) -> None:
+        nonlocal eval_seconds, measures
         t = time.perf_counter()
-        measures = _evaluate(model, run, ctx, p.batch_size, layout)
+        measures = _evaluate(model, run, ctx, p)
         eval_seconds += time.perf_counter() - t
-        value = measures.get(p.evaluation_comparison_key)
-        better = value is not None and math.isfinite(value)
-        if better and (run.best_value is None or value > run.best_value):
+        value = measures.get(p.evaluation_comparison_key, math.nan)
+        if math.isfinite(value) and (run.best_value is None or value > run.best_value):
             run.best_value, run.best_epoch = float(value), epoch
             if "best" in p.serialization_strategies:
-                bundles["best"] = _save(out / "best", model, run, p, epoch, measures, ctx)
-        return measures
+                _save(out / "best", run, p, epoch, measures, ctx)
 
     progress = make_progress(TextColumn("loss {task.fields[loss]:.4f}"))
     progress.disable = progress.disable or not ctx.is_main
-    remaining = (p.num_epochs - run.epoch) * steps
     with progress:
-        bar = progress.add_task("train", total=remaining, loss=math.nan)
+        bar = progress.add_task("train", total=(p.num_epochs - run.epoch) * steps, loss=math.nan)
+
+        def after_update(step: int, running_loss: torch.Tensor) -> None:
+            if not progress.disable and step % 5 == 4:  # .item() waits for the device
+                progress.update(
+                    bar, completed=step + 1 - run.first_epoch * steps, loss=running_loss.item()
+                )
+            if (step + 1) % steps and eval_due(step + 1):  # a fractional interval
+                evaluate((step + 1) / steps)
+
         for epoch in range(run.epoch, p.num_epochs):
-            t0, eval_seconds = time.perf_counter(), 0.0
-            net.train()
-            order = torch.randperm(len(run.train), generator=run.generator)
-            loss_sum = torch.zeros((), device=dev)
-            measures: dict[str, Any] | None = None
-            for it in range(steps):
-                step = epoch * steps + it
-                values = solver_values(p, step / steps)
-                apply_values(optimizer, values)
-                for m in range(micro):
-                    start = (it * micro + m) * global_batch
-                    idx = distributed.rank_slice(
-                        order[start : start + global_batch], ctx.rank, world
-                    )
-                    x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx), dev, layout)
-                    sync = contextlib.nullcontext()
-                    if ctx.distributed and m < micro - 1:
-                        sync = net.no_sync()  # gradients are averaged once per update
-                    with sync:
-                        loss = weighted_cross_entropy(net(x), y, w)
-                        (loss / micro).backward()
-                    loss_sum += loss.detach()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ctx.is_main and it % 5 == 4:
-                    progress.update(bar, advance=5, loss=loss.item())
-                if it + 1 < steps and eval_due(step + 1):  # a fractional interval
-                    measures = evaluate((step + 1) / steps)
+            t0, eval_seconds, measures = time.perf_counter(), 0.0, None
+            loss_sum, values = _train_epoch(run, net, p, ctx, epoch, after_update)
             seconds = time.perf_counter() - t0 - eval_seconds
-            loss_mean = distributed.all_reduce_sum(loss_sum) / (steps * micro * world)
-            if not torch.isfinite(loss_mean):
-                raise TrainingError(_nan_message(epoch + 1, float(loss_mean), p))
+            calls = steps * p.batch_size_multiplier * ctx.world_size
+            loss = float(distributed.all_reduce_sum(loss_sum) / calls)
+            if not math.isfinite(loss):
+                raise TrainingError(_nan_message(epoch + 1, loss, p))
             if eval_due((epoch + 1) * steps):
-                measures = evaluate(float(epoch + 1))
-            row = {
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * steps,
-                "loss": float(loss_mean),
-                "learning_rate": values["learning_rate"],
-                "seconds": seconds,
-                "eval_seconds": eval_seconds,
-                **_history_measures(measures, run.class_names),
-            }
-            run.history.append(row)
+                evaluate(float(epoch + 1))
             run.epoch = epoch + 1
-            progress.update(
-                bar, completed=(epoch + 1 - run.first_epoch) * steps, loss=float(loss_mean)
-            )
-            if ctx.is_main:
-                _write_history(history_file, run.history)
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch + 1, {k: v for k, v in row.items() if _is_number(v)})
-                if "current" in p.serialization_strategies:
-                    bundles["current"] = _save(
-                        out / "current", model, run, p, epoch + 1, measures, ctx
-                    )
-                if epoch + 1 in p.serialization_epochs:
-                    name = f"epoch_{epoch + 1:03d}"
-                    bundles[name] = _save(out / name, model, run, p, epoch + 1, measures, ctx)
-                save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
             run.final_measures = measures or run.final_measures
-    if "final" in p.serialization_strategies and ctx.is_main:
-        bundles["final"] = _save(out / "final", model, run, p, run.epoch, run.final_measures, ctx)
+            run.history.append(
+                {
+                    "epoch": run.epoch,
+                    "step": run.epoch * steps,
+                    "loss": loss,
+                    "learning_rate": values["learning_rate"],
+                    "seconds": seconds,
+                    "eval_seconds": eval_seconds,
+                    **_history_measures(measures, run.class_names),
+                }
+            )
+            progress.update(bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
+            if ctx.is_main:
+                _end_epoch(run, p, ctx, out, history_file, measures, callbacks)
+    if "final" in p.serialization_strategies:
+        _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
     distributed.barrier()
     result = TrainResult(
-        bundles=bundles,
+        bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
         best_value=run.best_value,
         best_epoch=run.best_epoch,
         history=pd.DataFrame(run.history),
@@ -263,6 +228,77 @@ def _fit(
     return result
 
 
+def _train_epoch(
+    run: Run,
+    net: torch.nn.Module,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    epoch: int,
+    after_update: Callable[[int, torch.Tensor], None],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One epoch of updates on a fresh shuffle; returns the summed batch losses (this
+    rank) and the solver values of the last update."""
+    net.train()
+    micro, steps = p.batch_size_multiplier, run.steps_per_epoch
+    global_batch = p.batch_size * ctx.world_size
+    order = torch.randperm(len(run.train), generator=run.generator)  # same on every rank
+    loss_sum = torch.zeros((), device=ctx.device)
+    values: dict[str, float] = {}
+    for it in range(steps):
+        step = epoch * steps + it
+        values = solver_values(p, step / steps)
+        apply_values(run.optimizer, values)
+        for m in range(micro):
+            start = (it * micro + m) * global_batch
+            idx = distributed.rank_slice(
+                order[start : start + global_batch], ctx.rank, ctx.world_size
+            )
+            x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx), ctx.device)
+            sync = contextlib.nullcontext()
+            if ctx.distributed and m < micro - 1:
+                sync = net.no_sync()  # gradients are averaged across ranks once per update
+            with sync:
+                loss = weighted_cross_entropy(net(x), y, w)
+                (loss / micro).backward()
+            loss_sum += loss.detach()
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        after_update(step, loss_sum / ((it + 1) * micro))
+    return loss_sum, values
+
+
+def _end_epoch(
+    run: Run,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    out: Path,
+    history_file: Path,
+    measures: dict[str, Any] | None,
+    callbacks: Sequence[TrainCallback],
+) -> None:
+    """Rank 0 after each epoch: history file, callbacks, bundles, then the checkpoint."""
+    _write_history(history_file, run.history)
+    row = run.history[-1]
+    for cb in callbacks:
+        cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
+    if "current" in p.serialization_strategies:
+        _save(out / "current", run, p, run.epoch, measures, ctx)
+    if run.epoch in p.serialization_epochs:
+        _save(out / _epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
+    save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
+
+
+def _epoch_bundle(epoch: int) -> str:
+    return f"epoch_{epoch:03d}"
+
+
+def _bundles_on_disk(out: Path, p: TrainParams, epochs_done: int) -> dict[str, Path]:
+    """The bundles this run's strategies keep (also those written before a resume)."""
+    names = [s for s in ("best", "final", "current") if s in p.serialization_strategies]
+    names += [_epoch_bundle(e) for e in p.serialization_epochs if e <= epochs_done]
+    return {n: out / n for n in names if (out / n / BUNDLE_CONFIG).is_file()}
+
+
 def _batch(
     run: Run,
     idx: torch.Tensor,
@@ -270,9 +306,10 @@ def _batch(
     global_batch: int,
     offset: int,
     dev: torch.device,
-    layout: torch.memory_format,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gather samples ``idx`` of the in-memory train split, distort them, move them."""
+    """Gather samples ``idx`` of the in-memory train split, distort them, move them.
+
+    The gather keeps the split's memory layout (channels-last when asked for)."""
     x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
     x, y, w = augment_batch(
         x,
@@ -284,24 +321,22 @@ def _batch(
         global_batch=global_batch,
         offset=offset,
     )
-    x = x.to(dev, non_blocking=True).contiguous(memory_format=layout)
-    return x, y.to(dev, non_blocking=True), w.to(dev, non_blocking=True)
+    return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), w.to(dev, non_blocking=True)
 
 
 @torch.no_grad()
 def _evaluate(
-    model: torch.nn.Module,
-    run: Run,
-    ctx: distributed.DistContext,
-    batch_size: int,
-    layout: torch.memory_format,
+    model: torch.nn.Module, run: Run, ctx: distributed.DistContext, p: TrainParams
 ) -> dict[str, Any]:
-    """Validation measures (segcore.metrics) over every rank's share of the split."""
+    """Validation measures (segcore.metrics) over every rank's share of the split.
+
+    Runs the plain module, not the DistributedDataParallel wrapper: ranks may hold
+    different numbers of validation batches, and only the confusion matrix is shared."""
     model.eval()
     matrix = ConfusionMatrix(len(run.class_names), ctx.device)
     mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
-    for chunk in mine.split(batch_size):
-        x = run.val.images[chunk].to(ctx.device).contiguous(memory_format=layout)
+    for chunk in mine.split(p.batch_size):
+        x = run.val.images[chunk].to(ctx.device)
         logits = mask_ignored_logits(model(x), run.ignore_indices)
         matrix.update(logits.argmax(1), run.val.targets[chunk])
     matrix.reduce_from_all_processes()
@@ -332,7 +367,6 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _save(
     directory: Path,
-    model: torch.nn.Module,
     run: Run,
     p: TrainParams,
     epoch: float,
@@ -359,7 +393,7 @@ def _save(
         preprocess_param=run.preprocess_param,
         training_summary=summary,
     )
-    return save_bundle(directory, model, config)
+    return save_bundle(directory, run.model, config)
 
 
 def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
