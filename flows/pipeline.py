@@ -11,7 +11,6 @@ errors; training never retries. All computation lives in segcore.
 from __future__ import annotations
 
 import errno
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from prefect.runtime import flow_run
 
 from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome, open_pipeline
 from segcore.params import Params, load_params
-from segcore.stages import REGISTRY_FILE, STAGES, TRACKED_STAGES
+from segcore.results import PipelineResults
+from segcore.stages import STAGES, TRACKED_STAGES
 from segcore.tracking import TAG_FLOW_RUN, find_repo_root
 
 FLOW_NAME = "segmentation_pipeline"
@@ -85,36 +85,17 @@ def run_stage(
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def publish_artifacts(report_dir: Path, outcomes: list[StageOutcome]) -> None:
+def publish_artifacts(params: Params, root: Path, outcomes: list[StageOutcome]) -> None:
     """The measures table and the markdown report, from the files the stages wrote."""
-    metrics_file = report_dir / "metrics.json"
-    if metrics_file.is_file():
-        rows = []
-        for key, value in json.loads(metrics_file.read_text(encoding="utf-8")).items():
-            if isinstance(value, dict):
-                rows += [{"measure": f"{key}/{k}", "value": v} for k, v in value.items()]
-            else:
-                rows.append({"measure": key, "value": value})
+    results = PipelineResults.load(params, root)
+    if results.measures:
         create_table_artifact(
-            rows, key="segcore-evaluation-measures", description="Test measures (metrics.json)"
+            results.measure_rows(),
+            key="segcore-evaluation-measures",
+            description=f"{params.evaluate.split} measures (metrics.json)",
         )
-    stages = "\n".join(
-        f"| {o.stage} | {o.status} | {o.seconds:.1f} | {'; '.join(o.reasons)} |" for o in outcomes
-    )
-    parts = [
-        "# segcore pipeline run",
-        "| stage | status | seconds | why |\n|---|---|---|---|",
-        stages,
-    ]
-    registry = report_dir / REGISTRY_FILE
-    if registry.is_file():
-        decision = json.loads(registry.read_text(encoding="utf-8"))
-        parts.append(f"Registry: `{json.dumps(decision)}`")
-    report = report_dir / "report.md"
-    if report.is_file():
-        parts.append(report.read_text(encoding="utf-8"))
     create_markdown_artifact(
-        "\n\n".join(parts), key="segcore-report", description="Stages and evaluation report"
+        results.markdown(outcomes), key="segcore-report", description="Stages and report"
     )
 
 
@@ -150,5 +131,5 @@ def segmentation_pipeline(repo: str = ".") -> dict[str, str]:
                     name=name, retries=(0 if name in NO_RETRY_STAGES else RETRIES)
                 )(pipeline, name, params, tags)
             )
-    publish_artifacts(root / params.evaluate.report_dir, outcomes)
+    publish_artifacts(params, root, outcomes)
     return {o.stage: o.status for o in outcomes}

@@ -8,7 +8,6 @@ show the rest.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -16,38 +15,33 @@ from pathlib import Path
 
 from segcore.errors import EXIT_USER_ERROR, SegcoreError
 from segcore.params import load_params
-from segcore.stages import REGISTRY_FILE
+from segcore.report import REPORT_HTML
+from segcore.results import PipelineResults
 from segcore.tracking import find_repo_root, resolve_tracking_uri
 
 
 def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
     """The closing message: what ran, the test measures, and where the rest is."""
     params = load_params(root / "params.yaml")
-    report_dir = root / params.evaluate.report_dir
+    results = PipelineResults.load(params, root)
     lines = [
         f"Pipeline finished in {seconds:.0f} s: "
         + ", ".join(f"{stage} {status}" for stage, status in statuses.items()),
     ]
-    metrics_file = report_dir / "metrics.json"
-    if metrics_file.is_file():
-        m = json.loads(metrics_file.read_text(encoding="utf-8"))
-        per_class = ", ".join(f"{k} {v:.3f}" for k, v in m.get("class_iou", {}).items())
-        lines.append(
-            f"{params.evaluate.split} mean_iou {m.get('mean_iou', float('nan')):.3f} "
-            f"(class IoU: {per_class})"
-        )
-    registry = report_dir / REGISTRY_FILE
-    if registry.is_file():
-        r = json.loads(registry.read_text(encoding="utf-8"))
+    headline = results.headline(params.evaluate.split)
+    if headline:
+        lines.append(headline)
+    if results.registry:
+        r = results.registry
         lines.append(
             f"Registry: {r['model_name']} version {r['version']}, "
-            f"{'now champion' if r['promoted'] else 'challenger'} (champion: {r['champion']})"
+            f"{'champion' if r['promoted'] else 'challenger'} (champion: version {r['champion']})"
         )
     uri = resolve_tracking_uri(params.tracking, root)
     lines += [
         "",
         "Where to look:",
-        f"  report          {report_dir / 'report.html'}",
+        f"  report          {results.report_dir / REPORT_HTML}",
         f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
         "  DVC measures    .venv/bin/dvc metrics show   |   .venv/bin/dvc plots show",
         "  parameters      .venv/bin/dvc params diff   (after editing params.yaml)",

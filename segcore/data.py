@@ -19,8 +19,6 @@ from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, Problems
 from segcore.samples import class_index_lut, load_sample
 
-"""Dataset column with each preprocessed sample file, relative to ``sample_dir``."""
-
 _MAX_LISTED = 5
 """File names listed per problem before the rest are counted."""
 

@@ -8,16 +8,20 @@ jobs.
 Workers are started with ``forkserver`` (``spawn`` where that is missing), never with a
 plain ``fork``: forking a process whose OpenCV, OpenMP or Python threads have run can
 deadlock the child. They start once per :class:`WorkerPool` and serve every ``map``.
+
+Stages that accept a :class:`JobMap` can run their jobs elsewhere instead: ``pool.map`` is
+one, and a cluster is another (``flows.distributed`` sends :func:`shards` of the jobs as
+Prefect tasks to Dask or Ray, each running :func:`run_shard`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from segcore.progress import make_progress
 
@@ -46,8 +50,33 @@ def resolve_workers(workers: int) -> int:
     return workers or default_workers()
 
 
-def _run_chunk(fn: Callable[[J], R], chunk: Sequence[J]) -> list[R]:
-    return [fn(job) for job in chunk]
+class JobMap(Protocol):
+    """Runs ``fn`` on every job, anywhere (worker processes, a cluster), and yields the
+    results in any order; ``description`` labels its progress. :meth:`WorkerPool.map` is one.
+
+    ``fn`` is a module-level function or a ``functools.partial`` of one, and jobs and
+    results are small and picklable, so they can travel to other processes and machines.
+    """
+
+    def __call__(
+        self, fn: Callable[[J], R], jobs: Sequence[J], description: str, /
+    ) -> Iterable[R]: ...
+
+
+def shards(jobs: Sequence[J], shard_size: int) -> list[Sequence[J]]:
+    """``jobs`` cut into consecutive shards of ``shard_size`` (the last may be shorter)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1 (got {shard_size})")
+    return [jobs[i : i + shard_size] for i in range(0, len(jobs), shard_size)]
+
+
+def run_shard(
+    fn: Callable[[J], R], shard: Sequence[J], initializer: Callable[[], None] | None = None
+) -> list[R]:
+    """``[fn(job) for job in shard]``, after ``initializer()`` when given: one task's work."""
+    if initializer is not None:
+        initializer()
+    return [fn(job) for job in shard]
 
 
 class WorkerPool:
@@ -116,7 +145,7 @@ class WorkerPool:
                     progress.advance(task)
                 return
             size = chunk_size or max(1, min(MAX_CHUNK_SIZE, len(jobs) // (self.workers * 4)))
-            chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+            chunks = shards(jobs, size)
             pool = self._pool()
             limit = self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
             pending: set[Future[list[R]]] = set()
@@ -124,7 +153,7 @@ class WorkerPool:
             try:
                 while next_chunk < len(chunks) or pending:
                     while next_chunk < len(chunks) and len(pending) < limit:
-                        pending.add(pool.submit(_run_chunk, fn, chunks[next_chunk]))
+                        pending.add(pool.submit(run_shard, fn, chunks[next_chunk]))
                         next_chunk += 1
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:

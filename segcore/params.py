@@ -358,6 +358,23 @@ class ClassWeightParams(Section):
         return self
 
 
+class ClusterParams(Section):
+    """Preprocessing on a cluster: shards of samples as Prefect tasks (the pipeline flow only).
+
+    ``segcore preprocess`` and ``dvc repro`` always run on this machine; the files are the
+    same either way, so these keys never make the stage stale.
+    """
+
+    runner: Literal["local", "dask", "ray"] = "local"
+    """``local``: ``workers`` processes here; ``dask`` / ``ray``: Prefect's Dask or Ray task
+    runner (``ray`` needs ``pip install prefect-ray``)."""
+    address: str | None = None
+    """Scheduler of a running cluster (``tcp://host:8786`` for Dask, ``ray://host:10001``
+    for Ray); ``null`` starts a local cluster of ``workers`` processes for the run."""
+    shard_size: int = Field(16, gt=0)
+    """Samples per task."""
+
+
 class PreprocessStageParams(Section):
     """The preprocess stage: HALCON's preprocess parameters plus class weights and I/O."""
 
@@ -373,6 +390,8 @@ class PreprocessStageParams(Section):
     """HALCON's preprocessing parameters."""
     class_weights: ClassWeightParams = ClassWeightParams()
     """Class weight computation."""
+    cluster: ClusterParams = ClusterParams()
+    """Where the samples are preprocessed when the Prefect flow runs the stage."""
 
 
 # --------------------------------------------------------------------------- train

@@ -8,7 +8,11 @@ preprocessing parameters and the class weights.
 It runs in two streaming passes over worker processes (see :mod:`segcore.preprocess_jobs`):
 the first validates every label image and counts the train split's class pixels, so bad
 input fails before anything is written; the class weights follow from the counts; the
-second writes each sample file once. The run is idempotent: a sample whose file was made
+second writes each sample file once. Both passes run in worker processes here, or as
+shards of samples on any other executor (a :class:`~segcore.parallel.JobMap`, e.g. Prefect
+tasks on a Dask cluster, see ``flows.distributed``); this process alone decides the class
+weights and writes ``dataset.parquet``, so the files are the same wherever the samples
+ran. The run is idempotent: a sample whose file was made
 from the same files, parameters and class weights is skipped, files of samples no longer
 in the dataset are removed, and ``dataset.parquet`` is rewritten only when its content
 changes. Every file is written atomically, and ``dataset.parquet`` last: a killed run
@@ -20,6 +24,7 @@ The per-image functions are shared with inference: see :mod:`segcore.transforms`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -47,7 +52,7 @@ from segcore.constants import (
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError, Problems
 from segcore.io import write_bytes_atomic
-from segcore.parallel import WorkerPool, resolve_workers
+from segcore.parallel import JobMap, WorkerPool, resolve_workers
 from segcore.params import ClassWeightParams, PreprocessParams
 from segcore.preprocess_jobs import (
     JobContext,
@@ -105,6 +110,7 @@ def preprocess_dataset(
     class_weights: ClassWeightParams = ClassWeightParams(),
     workers: int = 0,
     overwrite: bool = False,
+    map_jobs: JobMap | None = None,
 ) -> DLDataset:
     """Preprocess every sample, compute class weights and weight images, write the dataset.
 
@@ -118,6 +124,8 @@ def preprocess_dataset(
             Workers start fresh (forkserver / spawn), so a script that calls this with
             ``workers != 1`` needs the usual ``if __name__ == "__main__":`` guard.
         overwrite: rewrite every sample file even when it is up to date.
+        map_jobs: runs the per-sample jobs elsewhere (e.g. shards on a cluster) instead of
+            in ``workers`` local processes; see :class:`~segcore.parallel.JobMap`.
 
     Returns:
         The dataset as written: ``sample_file_name`` column, ``sample_dir``,
@@ -129,7 +137,13 @@ def preprocess_dataset(
             regions of interest outside their images (found before anything is written).
     """
     return run_preprocess(
-        dataset, param, out_dir, class_weights=class_weights, workers=workers, overwrite=overwrite
+        dataset,
+        param,
+        out_dir,
+        class_weights=class_weights,
+        workers=workers,
+        overwrite=overwrite,
+        map_jobs=map_jobs,
     ).dataset
 
 
@@ -141,6 +155,7 @@ def run_preprocess(
     class_weights: ClassWeightParams = ClassWeightParams(),
     workers: int = 0,
     overwrite: bool = False,
+    map_jobs: JobMap | None = None,
 ) -> PreprocessResult:
     """:func:`preprocess_dataset`, also reporting what was written, skipped and removed."""
     out_dir = Path(out_dir)
@@ -150,10 +165,13 @@ def run_preprocess(
     jobs = _make_jobs(dataset, param, sample_dir)
     ctx = JobContext(param=param, class_ids=tuple(dataset.class_ids), overwrite=overwrite)
 
-    with WorkerPool(min(resolve_workers(workers), len(jobs)), init_worker) as pool:
+    with contextlib.ExitStack() as stack:
+        if map_jobs is None:
+            n = min(resolve_workers(workers), len(jobs))
+            map_jobs = stack.enter_context(WorkerPool(n, init_worker)).map
         # Pass 1: validate and count (labels only; unchanged samples cost a header read).
         scans = {
-            r.image_id: r for r in pool.map(partial(scan_sample, ctx), jobs, "Checking labels")
+            r.image_id: r for r in map_jobs(partial(scan_sample, ctx), jobs, "Checking labels")
         }
         _raise_problems(
             [scans[j.image_id].problem for j in jobs],
@@ -177,7 +195,7 @@ def run_preprocess(
             table_path.unlink(missing_ok=True)  # the table is valid only once every sample is
         write_ctx = replace(ctx, class_weights=weights)
         problems = [
-            r.problem for r in pool.map(partial(write_sample, write_ctx), todo, "Preprocessing")
+            r.problem for r in map_jobs(partial(write_sample, write_ctx), todo, "Preprocessing")
         ]
     _raise_problems(
         problems, "samples could not be written; the others are done, run again after fixing"

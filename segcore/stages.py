@@ -25,11 +25,9 @@ from segcore.constants import SPLITS
 from segcore.errors import SegcoreError
 from segcore.io import write_json_atomic
 from segcore.params import Params
+from segcore.results import REGISTRY_FILE
 
 T = TypeVar("T")
-
-REGISTRY_FILE = "registry.json"
-"""The register stage's record of its decision, in ``evaluate.report_dir``."""
 
 
 @dataclass(frozen=True)

@@ -395,10 +395,11 @@ def start_run(
 
     Args:
         params: all of ``params.yaml`` (logged flattened).
-        root: the repository root (store location, git, ``dvc.lock``).
+        root: a folder in the repository; its root (:func:`find_repo_root`) holds the
+            default store, git and ``dvc.lock``.
         tags: further tags, e.g. :data:`TAG_FLOW_RUN`.
     """
-    root_path = Path(root).resolve()
+    root_path = find_repo_root(root)
     client, experiment_id, uri = _client_and_experiment(params, root_path)
     run = _new_run(client, experiment_id, uri, params, root_path, tags)
     with _lifecycle(run):
@@ -422,7 +423,7 @@ def resume_run(
     """
     from mlflow.exceptions import MlflowException
 
-    root_path = Path(root).resolve()
+    root_path = find_repo_root(root)
     client, experiment_id, uri = _client_and_experiment(params, root_path)
     run: TrackedRun | None = None
     path = Path(run_file)

@@ -216,6 +216,33 @@ def test_second_flow_run_skips_every_stage(flow_run: dict) -> None:
     assert [p.stat().st_mtime_ns for p in watched] == before
 
 
+def test_a_failing_run_changes_nothing_and_the_next_run_recovers(flow_run: dict) -> None:
+    from flows.pipeline import segmentation_pipeline
+
+    repo = flow_run["repo"]
+    params_file = repo / "params.yaml"
+    original, lock = params_file.read_text(), (repo / "dvc.lock").read_text()
+    _set(params_file, {("evaluate", "measures"): ["no_such_measure"]})
+    state = segmentation_pipeline(repo=str(repo), return_state=True)
+    assert state.is_failed()
+    assert "no_such_measure" in str(state.result(raise_on_failure=False))
+    assert (repo / "dvc.lock").read_text() == lock
+    params_file.write_text(original)
+    statuses = segmentation_pipeline(repo=str(repo))
+    # The failed stage had cleared its outputs; DVC's cache gives them back.
+    assert statuses == {**dict.fromkeys(STAGES, "skipped"), "evaluate": "restored"}
+    assert "up to date" in _dvc(repo, "status")
+
+
+def test_make_run_prints_where_to_look(flow_run: dict) -> None:
+    from flows.run import where_to_look
+
+    text = where_to_look(flow_run["repo"], flow_run["statuses"], 12.0)
+    assert "train ran" in text and "test mean_iou" in text
+    for hint in ("report.html", "make ui", "dvc metrics show", "dvc plots show", "@champion"):
+        assert hint in text
+
+
 def test_dvc_repro_in_a_fresh_clone_agrees_with_the_flow(
     flow_run: dict, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

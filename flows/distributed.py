@@ -1,0 +1,115 @@
+"""Preprocessing on a cluster: shards of samples as Prefect tasks on a Dask or Ray task runner.
+
+With ``preprocess.cluster.runner: dask`` (or ``ray``) in params.yaml, the pipeline flow runs
+the preprocess stage as the subflow :func:`preprocess_shards`, whose task runner sends the
+stage's per-sample jobs, cut into shards of ``preprocess.cluster.shard_size``, to the
+cluster at ``preprocess.cluster.address`` (or to a local cluster of ``preprocess.workers``
+processes started for the run). Both passes of the stage go there; this process alone
+computes the class weights and writes ``dataset.parquet`` at the end, so the files are
+byte-identical to a local run (see :mod:`segcore.preprocess`). The cluster's workers need
+segcore installed and the data paths mounted where this process sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner
+
+from segcore.errors import ParamsError
+from segcore.parallel import JobMap, resolve_workers, run_shard, shards
+from segcore.params import ClusterParams, Params
+from segcore.preprocess_jobs import init_worker
+from segcore.progress import make_progress
+from segcore.stages import StageResult
+from segcore.stages import run_preprocess as preprocess_stage
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+SUBFLOW_NAME = "preprocess-shards"
+
+
+@task(name="preprocess-shard", cache_policy=NO_CACHE, persist_result=False)
+def shard_task(
+    fn: Callable[[J], R], shard: Sequence[J], initializer: Callable[[], None] | None = None
+) -> list[R]:
+    """One shard of jobs on a cluster worker (:func:`segcore.parallel.run_shard`)."""
+    return run_shard(fn, shard, initializer)
+
+
+def task_job_map(
+    shard_size: int, initializer: Callable[[], None] | None = init_worker
+) -> JobMap:
+    """A :class:`~segcore.parallel.JobMap` that submits shards of ``shard_size`` jobs as
+    :func:`shard_task` runs to the task runner of the flow it is called in."""
+
+    def map_jobs(fn: Callable[[J], R], jobs: Sequence[J], description: str) -> Iterator[R]:
+        futures = [shard_task.submit(fn, shard, initializer) for shard in shards(jobs, shard_size)]
+        with make_progress() as progress:
+            bar = progress.add_task(description, total=len(jobs))
+            for future in futures:
+                results = future.result()
+                yield from results
+                progress.advance(bar, len(results))
+
+    return map_jobs
+
+
+def cluster_task_runner(cluster: ClusterParams, workers: int) -> TaskRunner:
+    """The task runner for ``preprocess.cluster``: Dask or Ray, at ``address`` or local.
+
+    A local Dask cluster has ``workers`` processes (0: one per CPU core) of one thread
+    each, listening on loopback only, without a dashboard.
+
+    Raises:
+        ParamsError: ``runner`` is ``local`` (nothing to run on), or ``ray`` without
+            prefect-ray installed.
+    """
+    if cluster.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cluster.address:
+            return DaskTaskRunner(address=cluster.address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": resolve_workers(workers),
+                "processes": True,
+                "threads_per_worker": 1,
+                "host": "127.0.0.1",
+                "dashboard_address": None,
+            },
+        )
+    if cluster.runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner  # type: ignore[import-not-found]
+        except ImportError:
+            raise ParamsError(
+                "preprocess.cluster.runner is ray but prefect-ray is not installed; run "
+                "`.venv/bin/pip install prefect-ray` or use runner: dask"
+            ) from None
+        return RayTaskRunner(address=cluster.address) if cluster.address else RayTaskRunner()
+    raise ParamsError(
+        "preprocess.cluster.runner is local: the stage runs in local worker processes; "
+        "set it to dask or ray to use a cluster"
+    )
+
+
+@flow(name=SUBFLOW_NAME, persist_result=False, validate_parameters=False)
+def preprocess_shards(params: Params, root: str) -> StageResult[Any]:
+    """The preprocess stage with its sample jobs as shards on this flow's task runner
+    (set by :func:`preprocess_on_cluster`)."""
+    map_jobs = task_job_map(params.preprocess.cluster.shard_size)
+    return preprocess_stage(params, root, map_jobs=map_jobs)
+
+
+def preprocess_on_cluster(params: Params, workdir: str | Path = ".") -> StageResult[Any]:
+    """Run the preprocess stage on the cluster of ``preprocess.cluster``: the stage function
+    the pipeline flow uses in place of :func:`segcore.stages.run_preprocess`."""
+    runner = cluster_task_runner(params.preprocess.cluster, params.preprocess.workers)
+    return preprocess_shards.with_options(task_runner=runner)(params, str(workdir))
