@@ -42,9 +42,7 @@ def shard_task(
     return run_shard(fn, shard, initializer)
 
 
-def task_job_map(
-    shard_size: int, initializer: Callable[[], None] | None = init_worker
-) -> JobMap:
+def task_job_map(shard_size: int, initializer: Callable[[], None] | None = init_worker) -> JobMap:
     """A :class:`~segcore.parallel.JobMap` that submits shards of ``shard_size`` jobs as
     :func:`shard_task` runs to the task runner of the flow it is called in."""
 

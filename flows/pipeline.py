@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from prefect.runtime import flow_run
 from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome, open_pipeline
 from segcore.params import Params, load_params
 from segcore.results import PipelineResults
-from segcore.stages import STAGES, TRACKED_STAGES
+from segcore.stages import STAGES, TRACKED_STAGES, StageResult
 from segcore.tracking import TAG_FLOW_RUN, find_repo_root
 
 FLOW_NAME = "segmentation_pipeline"
@@ -54,6 +55,16 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient_io_error(state.result(raise_on_failure=False))
 
 
+def stage_function(stage: str, params: Params) -> Callable[..., StageResult[Any]]:
+    """The segcore function of a stage; preprocess goes to a cluster when
+    ``preprocess.cluster.runner`` is ``dask`` or ``ray`` (see :mod:`flows.distributed`)."""
+    if stage == "preprocess" and params.preprocess.cluster.runner != "local":
+        from flows.distributed import preprocess_on_cluster
+
+        return preprocess_on_cluster
+    return STAGES[stage]
+
+
 @task(
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -66,7 +77,7 @@ def run_stage(
 ) -> StageOutcome:
     """Run one stage when DVC calls it stale (see :meth:`DvcPipeline.run`)."""
     logger = get_run_logger()
-    fn = STAGES[stage]
+    fn = stage_function(stage, params)
     kwargs = {"tags": tags} if stage in TRACKED_STAGES else {}
     outcome, result = pipeline.run(stage, lambda: fn(params, pipeline.root, **kwargs))
     if outcome.status == "skipped":

@@ -143,11 +143,23 @@ class DvcPipeline:
             stage.save_deps()
             value = fn()
             status = "ran"
-        uncached = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
-        stage.save(run_cache=not uncached)
-        stage.commit()
-        stage.dump(update_pipeline=False)
+        self._record(stage)
         return StageOutcome(name, status, reasons, time.perf_counter() - start), value
+
+    def _record(self, stage: Stage) -> None:
+        """Hash deps and outs, cache the outs, write the lock entry (as ``dvc repro``)."""
+        from dvc.exceptions import DvcException
+
+        uncached = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
+        try:
+            stage.save(run_cache=not uncached)
+            stage.commit()
+        except DvcException as err:
+            raise PipelineDefinitionError(
+                f"stage {stage.addressing!r} ran, but DVC cannot record it ({err}); make its "
+                f"outs in {self.root / 'dvc.yaml'} match the files the stage writes"
+            ) from None
+        stage.dump(update_pipeline=False)
 
     def status(self) -> dict[str, list]:
         """``dvc status`` of the whole pipeline (empty when everything is up to date)."""

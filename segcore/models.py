@@ -33,7 +33,7 @@ COMPACT_DEFAULTS: dict[str, Any] = {"base_channels": 16, "depth": 4, "norm": "ba
 """Defaults of ``compact``; chosen from CPU timings (see benchmarks/bench_train.py)."""
 
 ENHANCED_DEFAULTS: dict[str, Any] = {"base_channels": 32, "depth": 4, "norm": "batch"}
-"""Defaults of ``enhanced``: four times the width squared of ``compact``."""
+"""Defaults of ``enhanced``: more capacity (wider) than ``compact``, slower."""
 
 
 def _smp_architectures() -> dict[str, type[nn.Module]]:
@@ -115,6 +115,11 @@ class CompactUNet(nn.Module):
         norm: NormType = "batch",
     ) -> None:
         super().__init__()
+        if norm not in ("batch", "group") or base_channels < 1 or depth < 1:
+            raise ParamsError(
+                f"compact/enhanced: norm must be 'batch' or 'group' (got {norm!r}), "
+                f"base_channels >= 1 (got {base_channels}) and depth >= 1 (got {depth})"
+            )
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.encoder = nn.ModuleList(

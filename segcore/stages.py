@@ -19,13 +19,16 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from segcore.constants import SPLITS
 from segcore.errors import SegcoreError
 from segcore.io import write_json_atomic
 from segcore.params import Params
 from segcore.results import REGISTRY_FILE
+
+if TYPE_CHECKING:
+    from segcore.parallel import JobMap
 
 T = TypeVar("T")
 
@@ -104,8 +107,15 @@ def run_split(params: Params, workdir: str | os.PathLike[str] = ".") -> StageRes
     return StageResult(f"{note}Split: {parts} -> {p.out}", (ds, path))
 
 
-def run_preprocess(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
-    """Preprocess samples, class weights and weight images (``preprocess`` section)."""
+def run_preprocess(
+    params: Params, workdir: str | os.PathLike[str] = ".", *, map_jobs: JobMap | None = None
+) -> StageResult[Any]:
+    """Preprocess samples, class weights and weight images (``preprocess`` section).
+
+    Args:
+        map_jobs: runs the per-sample jobs elsewhere (shards on a cluster, see
+            ``flows.distributed``); default: ``preprocess.workers`` local processes.
+    """
     from segcore.dldataset import DLDataset
     from segcore.preprocess import run_preprocess as preprocess
 
@@ -117,6 +127,7 @@ def run_preprocess(params: Params, workdir: str | os.PathLike[str] = ".") -> Sta
         class_weights=p.class_weights,
         workers=p.workers,
         overwrite=p.overwrite,
+        map_jobs=map_jobs,
     )
     return StageResult(
         f"Preprocess: {len(result.dataset)} samples: {result.written} written, "

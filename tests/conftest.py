@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from servers import prefect_api  # noqa: F401  (one `prefect server` for the scale-out tests)
 
 os.environ.setdefault("SEGCORE_PROGRESS", "0")
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
@@ -78,20 +80,46 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self, grace_s: float = 20.0) -> None:
+    def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL what is left after ``grace_s``."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
         # The leader may be gone while its workers linger: end the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
+
+
+def spawn(
+    name: str,
+    cmd: Sequence[str],
+    log: Path,
+    *,
+    env: dict[str, str | None] | None = None,
+    cwd: Path | None = None,
+    url: str = "",
+) -> Server:
+    """Start ``cmd`` in a new process group, its output going to ``log``; no waiting.
+
+    ``env`` is added to this process's environment; a ``None`` value removes the variable.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={k: v for k, v in full_env.items() if v is not None},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Server(name, proc, url, log)
 
 
 def start(
@@ -105,41 +133,26 @@ def start(
     cwd: Path | None = None,
     timeout_s: float = 180.0,
 ) -> Server:
-    """Start ``cmd`` in a new process group and wait until ``health_url`` answers 200.
-
-    ``env`` is added to this process's environment; a ``None`` value removes the variable.
+    """:func:`spawn` ``cmd``, then wait until ``health_url`` answers 200.
 
     Raises:
         ServerError: the process exited, or did not answer within ``timeout_s`` (it is
             stopped then).
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
-    full_env = {k: v for k, v in full_env.items() if v is not None}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    server = Server(name, proc, url, log)
+    server = spawn(name, cmd, log, env=env, cwd=cwd, url=url)
+    proc = server.proc
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             server.stop()
-            raise ServerError(
-                f"{name} exited with code {proc.returncode}:\n{server.log_tail()}"
-            )
+            raise ServerError(f"{name} exited with code {proc.returncode}:\n{server.log_tail()}")
         if http_ok(health_url):
             return server
         time.sleep(0.5)
     server.stop()
-    raise ServerError(f"{name} did not answer {health_url} within {timeout_s:.0f} s:\n"
-                      f"{server.log_tail()}")
+    raise ServerError(
+        f"{name} did not answer {health_url} within {timeout_s:.0f} s:\n{server.log_tail()}"
+    )
 
 
 @contextlib.contextmanager
@@ -251,3 +264,15 @@ def prefect_server(home: Path, log: Path) -> Server:
     # The server must not inherit an API URL (it would talk to another server).
     env: dict[str, str | None] = {**prefect_env(home), "PREFECT_API_URL": None}
     return start("prefect server", cmd, api, f"{api}/health", log, env=env, timeout_s=240)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API URL of one ``prefect server start`` shared by the session's scale-out tests
+    (use it through ``prefect.settings.temporary_settings``; nothing sets it globally)."""
+    home = tmp_path_factory.mktemp("prefect_home")
+    server = prefect_server(home, home / "server.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()

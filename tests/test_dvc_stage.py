@@ -180,3 +180,10 @@ def test_unknown_stage_and_missing_dvc_yaml_are_reported(repo: Path, tmp_path: P
     empty.mkdir()
     with pytest.raises(PipelineDefinitionError, match=r"dvc\.yaml"), open_pipeline(empty):
         pass
+
+
+def test_a_stage_that_does_not_write_its_outs_is_reported(repo: Path) -> None:
+    with open_pipeline(repo) as pipeline:
+        with pytest.raises(PipelineDefinitionError, match="'make' ran, but DVC cannot record"):
+            pipeline.run("make", lambda: None)
+        assert pipeline.changes("make")

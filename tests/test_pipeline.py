@@ -131,6 +131,9 @@ def test_flow_runs_every_stage_and_leaves_dvc_clean(flow_run: dict) -> None:
     assert set(metrics["class_iou"]) == {"good", "contamination", "crack"}
     shown = _dvc(repo, "metrics", "show", "--json")
     assert json.loads(shown)[""]["data"]["reports/metrics.json"]["data"] == metrics
+    plots = json.loads(_dvc(repo, "plots", "show", "--json"))["data"]
+    assert {"training loss", "validation IoU", "per-class IoU"} <= set(plots)
+    assert "reports/confusion_matrix.png" in plots
 
 
 def test_flow_publishes_measures_table_and_report(flow_run: dict) -> None:
@@ -289,3 +292,23 @@ def test_one_param_change_reruns_only_the_stage_that_reads_it(flow_run: dict) ->
     experiment = client.get_run(run_id).info.experiment_id
     assert len(client.search_logged_models([experiment])) == 2
     assert len(client.search_runs([experiment])) == 1
+
+
+def test_flow_trains_with_torchrun_when_nproc_is_two(flow_run: dict) -> None:
+    from mlflow import MlflowClient
+
+    from flows.pipeline import segmentation_pipeline
+
+    repo = flow_run["repo"]
+    _set(repo / "params.yaml", {("train", "nproc"): 2})
+    statuses = segmentation_pipeline(repo=str(repo))
+    assert statuses["train"] == "ran" and statuses["preprocess"] == "skipped"
+    assert "up to date" in _dvc(repo, "status")
+    params = load_params(repo / "params.yaml")
+    client = MlflowClient(tracking.resolve_tracking_uri(params.tracking, repo))
+    run_id = json.loads((repo / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    run = client.get_run(run_id)
+    assert run.data.tags["train.processes"] == "2"  # rank 0 logged into the flow's run
+    assert run.data.tags[tracking.TAG_FLOW_RUN]
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2]
+    assert "test/mean_iou" in run.data.metrics

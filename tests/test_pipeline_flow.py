@@ -60,10 +60,28 @@ def test_io_error_behind_another_exception_is_retried() -> None:
         assert is_transient_io_error(outer)
 
 
-def test_every_dvc_stage_has_a_segcore_stage_function() -> None:
+def test_every_dvc_stage_has_a_segcore_function_and_existing_module_deps() -> None:
     import yaml
 
     dvc_yaml = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
     assert list(dvc_yaml["stages"]) == list(STAGES)
+    root = Path(__file__).resolve().parents[1]
     for name, stage in dvc_yaml["stages"].items():
         assert stage["cmd"] == f"segcore {name}"
+        modules = [d for d in stage["deps"] if d.startswith("segcore/")]
+        assert modules, name
+        missing = [m for m in modules if not (root / m).is_file()]
+        assert not missing, f"{name}: {missing}"
+
+
+def test_preprocess_goes_to_the_cluster_only_when_one_is_configured() -> None:
+    from flows.distributed import preprocess_on_cluster
+    from flows.pipeline import stage_function
+    from segcore.params import ClusterParams
+
+    params = Params()
+    assert stage_function("preprocess", params) is STAGES["preprocess"]
+    preprocess = params.preprocess.model_copy(update={"cluster": ClusterParams(runner="dask")})
+    dask = params.model_copy(update={"preprocess": preprocess})
+    assert stage_function("preprocess", dask) is preprocess_on_cluster
+    assert stage_function("train", dask) is STAGES["train"]

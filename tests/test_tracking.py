@@ -11,6 +11,7 @@ import yaml
 from mlflow import MlflowClient
 
 from segcore import tracking
+from segcore.lineage import lineage_tags
 from segcore.params import Params, TrackingParams, flatten
 
 
@@ -92,7 +93,7 @@ def test_lineage_tags_come_from_git_and_dvc_lock(tmp_path: Path) -> None:
         cwd=tmp_path,
         check=True,
     )
-    tags = tracking.lineage_tags(Params(), tmp_path)
+    tags = lineage_tags(Params(), tmp_path)
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.strip()

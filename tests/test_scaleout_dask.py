@@ -1,0 +1,99 @@
+"""Preprocessing as sample shards over Prefect's Dask task runner gives the local run's files.
+
+The preprocess stage runs once in this process and once through
+:func:`flows.distributed.preprocess_on_cluster` on a local Dask cluster of two worker
+processes (each shard a Prefect task, reported to a real ``prefect server``); every file
+under the two output folders must be byte for byte the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segcore.errors import ParamsError
+from segcore.parallel import shards
+from segcore.params import ClusterParams, Params, PreprocessParams, PreprocessStageParams
+
+SHARD_SIZE = 5
+
+
+def _params(dataset: Path, out_dir: str, cluster: ClusterParams, workers: int) -> Params:
+    return Params(
+        preprocess=PreprocessStageParams(
+            dataset=str(dataset),
+            out_dir=out_dir,
+            workers=workers,
+            param=PreprocessParams(image_width=48, image_height=48),
+            cluster=cluster,
+        )
+    )
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_shards_on_a_local_dask_cluster_write_the_same_bytes_as_a_local_run(
+    pills_split: Path, prefect_api: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_dask import DaskTaskRunner
+
+    from flows.distributed import SUBFLOW_NAME, cluster_task_runner, preprocess_on_cluster
+    from segcore.stages import run_preprocess
+
+    local = run_preprocess(_params(pills_split, "local", ClusterParams(), 1), tmp_path)
+    dask = ClusterParams(runner="dask", shard_size=SHARD_SIZE)
+    params = _params(pills_split, "dask", dask, 2)
+    assert isinstance(cluster_task_runner(dask, 2), DaskTaskRunner)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        result = preprocess_on_cluster(params, tmp_path)
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[SUBFLOW_NAME]))
+            )
+            (subflow,) = [r for r in runs if r.parameters.get("root") == str(tmp_path)]
+            tasks = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[subflow.id]))
+            )
+    n = len(local.value.dataset)
+    assert result.value.written == n and local.value.written == n
+    # Both passes (check labels, write samples) went out in shards, each a task.
+    shard_runs = [t for t in tasks if t.name.startswith("preprocess-shard")]
+    assert len(shard_runs) == 2 * len(shards(range(n), SHARD_SIZE))
+    assert all(t.state is not None and t.state.is_completed() for t in shard_runs)
+    ours, theirs = _tree(tmp_path / "local"), _tree(tmp_path / "dask")
+    assert len(ours) == n + 1  # the samples and dataset.parquet
+    assert theirs.keys() == ours.keys()
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+
+
+def test_shards_cut_jobs_in_order() -> None:
+    assert shards(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert shards([], 3) == []
+    with pytest.raises(ValueError, match="shard_size"):
+        shards([1], 0)
+
+
+def test_cluster_runner_settings_that_cannot_run_say_what_to_do() -> None:
+    from flows.distributed import cluster_task_runner
+
+    with pytest.raises(ParamsError, match="set it to dask or ray"):
+        cluster_task_runner(ClusterParams(), 1)
+    try:
+        import prefect_ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ParamsError, match="pip install prefect-ray"):
+            cluster_task_runner(ClusterParams(runner="ray"), 1)
