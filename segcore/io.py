@@ -49,20 +49,26 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     _check_file(path)
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = decode_image(np.fromfile(path, dtype=np.uint8))
     if image is None:
         raise DatasetError(
             f"{path}: not a readable image (corrupt or unsupported format); "
             "re-export it as PNG, JPEG, TIFF or BMP"
         )
+    return image
+
+
+def decode_image(data: bytes | bytearray | np.ndarray) -> np.ndarray | None:
+    """Encoded image bytes -> ``(H, W, C)`` RGB array as :func:`read_image` gives, or ``None``
+    when the bytes are not a decodable image."""
+    buffer = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return None
     if image.ndim == 2:
-        image = image[:, :, None]
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image)
+        return image[:, :, None]
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return np.ascontiguousarray(cv2.cvtColor(image, code))
 
 
 def read_label(path: str | os.PathLike[str]) -> np.ndarray:

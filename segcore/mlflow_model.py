@@ -79,19 +79,16 @@ def decode_image(data: bytes | bytearray | str) -> np.ndarray:
     Raises:
         SegcoreError: not a decodable image.
     """
-    import cv2
+    from segcore.io import decode_image as decode_bytes
 
     raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
-    image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = decode_bytes(raw)
     if image is None:
         raise SegcoreError(
             f"column {IMAGE_COLUMN!r}: not a decodable image ({len(raw)} bytes); send PNG, "
             "JPEG, TIFF or BMP file bytes (base64 text over HTTP)"
         )
-    if image.ndim == 2:
-        return image[:, :, None]
-    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return np.ascontiguousarray(cv2.cvtColor(image, code))
+    return image
 
 
 def _encode_png(segmentation: np.ndarray) -> str:
