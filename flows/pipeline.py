@@ -25,7 +25,8 @@ from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome
 from segcore.params import Params, load_params
 from segcore.results import PipelineResults
 from segcore.stages import STAGES, TRACKED_STAGES, StageResult
-from segcore.tracking import TAG_FLOW_RUN, find_repo_root
+from segcore.tracking import TAG_FLOW_RUN, find_repo_root, resolve_tracking_uri
+from segcore.tracking_recovery import check_store
 
 FLOW_NAME = "segmentation_pipeline"
 NO_RETRY_STAGES = frozenset({"train"})
@@ -131,6 +132,8 @@ def segmentation_pipeline(repo: str = ".") -> dict[str, str]:
     """
     root = find_repo_root(repo)
     params = load_params(root / "params.yaml")
+    # A tracking server that is down fails the run now, not after hours of work.
+    check_store(resolve_tracking_uri(params.tracking, root), hint="No stage ran.")
     tags = {TAG_FLOW_RUN: str(flow_run.id)} if flow_run.id else {}
     outcomes: list[StageOutcome] = []
     with open_pipeline(root) as pipeline:

@@ -204,11 +204,13 @@ _RESUME_TRACKING_ENV = "SEGCORE_RESUME_TRACKING"
 
 
 def _torchrun(nproc: int, workdir: Path, resume: bool) -> None:
-    """``torchrun --nproc_per_node=N -m segcore.cli train`` in ``workdir``; raises on failure."""
+    """``torchrun --standalone --nproc_per_node=N -m segcore.cli train`` in ``workdir`` (one
+    machine, a free rendezvous port); raises on failure."""
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
         "segcore.cli",
@@ -279,12 +281,16 @@ def run_register(
     tags: Mapping[str, str] | None = None,
 ) -> StageResult[Any]:
     """Register the evaluated model and apply the champion gate (``register`` section);
-    the decision goes to ``<evaluate.report_dir>/registry.json`` too."""
+    the decision goes to ``<evaluate.report_dir>/registry.json`` too. What the MLflow run
+    lacks because its store was down (epochs, measures, model) is logged from the files
+    first, so ``segcore register`` completes a run once the store is back."""
     from segcore import tracking
     from segcore.register import register_model
+    from segcore.tracking_recovery import catch_up
 
     run_file = _path(workdir, params.train.out_dir) / tracking.RUN_FILE
     with tracking.resume_run(params, workdir, run_file, tags=tags) as run:
+        catch_up(run, params, workdir)
         result = register_model(run, params.registry, split=params.evaluate.split)
     write_json_atomic(
         _path(workdir, params.evaluate.report_dir) / REGISTRY_FILE,

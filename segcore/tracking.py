@@ -28,7 +28,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,10 +38,18 @@ from segcore.errors import SegcoreError
 from segcore.io import write_json_atomic
 from segcore.lineage import lineage_tags
 from segcore.params import Params, TrackingParams, flatten
+from segcore.tracking_recovery import check_store, is_store_unreachable, unless_store_lost
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+_NOTHING_DONE = "Nothing was trained or logged."
+_FILES_KEPT = (
+    "The files of the stages that ran are kept; once the store answers, `segcore register` "
+    "logs what the run lacks and registers it (or run the pipeline again)."
+)
+_TRAINING_GOES_ON = "training goes on; `segcore register` logs the history file's epochs later"
+_RUN_LEFT_OPEN = "the run stays open; `segcore register` completes it from the files on disk"
 RUN_FILE = "mlflow_run.json"
 """File in ``train.out_dir`` that names the MLflow run of that training."""
 DB_FILE = "mlflow.db"
@@ -253,25 +261,34 @@ class MLflowCallback:
 
     def __init__(self, run: TrackedRun) -> None:
         self.run = run
+        self.lost: str | None = None
+        """Why logging stopped: the store stopped answering (training goes on; see
+        :mod:`segcore.tracking_recovery`)."""
 
     def on_train_start(self, info: Mapping[str, Any]) -> None:
-        self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
+        self._log(
+            lambda: self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
+        )
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.run.log_metrics(
-            {history_metric_name(k): v for k, v in metrics.items() if k not in ("epoch", "step")},
-            step=int(epoch),
-        )
+        row = {history_metric_name(k): v for k, v in metrics.items() if k not in ("epoch", "step")}
+        self._log(lambda: self.run.log_metrics(row, step=int(epoch)))
+
+    def _log(self, log_it: Callable[[], None]) -> None:
+        """Log, unless the store was lost: a lost store ends the logging, not the training."""
+        if self.lost is None:
+            self.lost = unless_store_lost(log_it, _TRAINING_GOES_ON)
 
     def on_train_end(self, result: Any) -> None:
         """Nothing to add: the bundles are logged by the evaluate stage."""
 
 
-def _client_and_experiment(params: Params, root: Path) -> tuple[MlflowClient, str, str]:
+def _client_and_experiment(params: Params, root: Path, hint: str) -> tuple[MlflowClient, str, str]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     uri = resolve_tracking_uri(params.tracking, root)
+    check_store(uri, hint=hint)  # seconds, where MLflow's client would retry for minutes
     client = MlflowClient(tracking_uri=uri)
     name = params.tracking.experiment_name
     try:
@@ -311,14 +328,19 @@ def _new_run(
 
 @contextlib.contextmanager
 def _lifecycle(run: TrackedRun) -> Iterator[TrackedRun]:
-    """RUNNING while the body runs, then FINISHED, or FAILED when it raises."""
+    """RUNNING while the body runs, then FINISHED, or FAILED when it raises; a store that
+    stopped answering leaves the run open instead of failing work that is done."""
     run.client.update_run(run.run_id, status="RUNNING")
     try:
         yield run
     except BaseException:
-        run.client.set_terminated(run.run_id, "FAILED")
+        _terminate(run, "FAILED")
         raise
-    run.client.set_terminated(run.run_id, "FINISHED")
+    _terminate(run, "FINISHED")
+
+
+def _terminate(run: TrackedRun, status: str) -> None:
+    unless_store_lost(lambda: run.client.set_terminated(run.run_id, status), _RUN_LEFT_OPEN)
 
 
 @contextlib.contextmanager
@@ -334,7 +356,7 @@ def start_run(
         tags: further tags, e.g. :data:`TAG_FLOW_RUN`.
     """
     root_path = find_repo_root(root)
-    client, experiment_id, uri = _client_and_experiment(params, root_path)
+    client, experiment_id, uri = _client_and_experiment(params, root_path, _NOTHING_DONE)
     run = _new_run(client, experiment_id, uri, params, root_path, tags)
     with _lifecycle(run):
         yield run
@@ -358,7 +380,7 @@ def resume_run(
     from mlflow.exceptions import MlflowException
 
     root_path = find_repo_root(root)
-    client, experiment_id, uri = _client_and_experiment(params, root_path)
+    client, experiment_id, uri = _client_and_experiment(params, root_path, _FILES_KEPT)
     run: TrackedRun | None = None
     path = Path(run_file)
     if path.is_file():
@@ -366,7 +388,11 @@ def resume_run(
             ref = json.loads(path.read_text(encoding="utf-8"))
             info = client.get_run(str(ref["run_id"])).info
             run = TrackedRun(client, info.run_id, info.experiment_id, uri)
-        except (ValueError, KeyError, TypeError, MlflowException):
+        except MlflowException as err:
+            if is_store_unreachable(err):  # not "unknown run": do not start a new one
+                raise TrackingError(f"MLflow store {uri}: {err.message}. {_FILES_KEPT}") from None
+            run = None
+        except (ValueError, KeyError, TypeError):
             run = None
     if run is None:
         extra = {**(tags or {}), "segcore.resumed": "false", "segcore.missing_run_file": str(path)}

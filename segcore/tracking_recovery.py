@@ -22,6 +22,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,6 +127,21 @@ def is_store_unreachable(err: BaseException) -> bool:
     return isinstance(err, MlflowException) and err.error_code in UNREACHABLE_CODES
 
 
+def unless_store_lost(action: Callable[[], object], what: str) -> str | None:
+    """Run ``action``; when the store does not answer, warn (``what`` says what happens
+    instead) and return the reason rather than raise. Other errors propagate."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        action()
+    except MlflowException as err:
+        if not is_store_unreachable(err):
+            raise
+        log.warning("MLflow store stopped answering (%s); %s", err.message, what)
+        return err.message
+    return None
+
+
 # --------------------------------------------------------------------------- catching up
 
 
@@ -183,13 +199,13 @@ def _catch_up_evaluation(run: TrackedRun, params: Params, report_dir: Path) -> b
     from segcore.tracking import TrackingError, metric_name
 
     split = params.evaluate.split
-    data = run.client.get_run(run.run_id)
+    found = run.client.get_run(run.run_id)
     metrics_file = report_dir / METRICS_FILE
-    if metric_name(split, params.registry.comparison_key) in data.metrics:
+    if metric_name(split, params.registry.comparison_key) in found.data.metrics:
         return False
     if not metrics_file.is_file():
         return False
-    if metrics_file.stat().st_mtime * 1000 < data.info.start_time:
+    if metrics_file.stat().st_mtime * 1000 < found.info.start_time:
         raise TrackingError(
             f"{metrics_file}: older than MLflow run {run.run_id} (it measured an earlier "
             "model); run `segcore evaluate` first, then `segcore register`"

@@ -14,7 +14,6 @@ default it retries for minutes, which a real run wants for a short outage).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -47,27 +46,6 @@ def quick_client(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in QUICK_CLIENT.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tracking server's backend store and artifact folder, kept across restarts."""
-    folder = tmp_path_factory.mktemp("faults_store")
-    return {"folder": folder}
-
-
-@contextlib.contextmanager
-def _server(store: dict[str, Path]) -> Iterator[servers.Server]:
-    folder = store["folder"]
-    server = servers.mlflow_server(
-        f"sqlite:///{(folder / 'mlflow.db').as_posix()}",
-        folder / "artifacts",
-        folder / "server.log",
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _params(uri: str, name: str) -> Params:
@@ -126,42 +104,7 @@ def test_flow_against_a_dead_server_fails_before_any_stage(
     assert not (repo / "data" / "raw").exists() and not (repo / "dvc.lock").exists()
 
 
-# --------------------------------------------------------------------------- during training
-
-
-@pytest.mark.slow
-def test_server_lost_during_training_then_the_run_is_filled_in_from_disk(
-    store: dict[str, Path], tmp_path: Path, quick_client: None
-) -> None:
-    history = tmp_path / "reports" / "train_history.csv"
-    history.parent.mkdir()
-    history.write_text("epoch,step,loss,val_mean_iou\n1,2,0.9,0.3\n2,4,0.7,0.4\n")
-    run_file = tmp_path / "models" / tracking.RUN_FILE
-    with _server(store) as server:
-        params = _params(server.url, "lost")
-        with tracking.start_run(params, tmp_path) as run:
-            run.save(run_file)
-            callback = run.callback()
-            callback.on_epoch_end(1, {"epoch": 1, "loss": 0.9, "val_mean_iou": 0.3})
-            server.stop()
-            # The store is gone: training must go on, neither the epoch nor the end raises.
-            callback.on_epoch_end(2, {"epoch": 2, "loss": 0.7, "val_mean_iou": 0.4})
-    assert callback.lost is not None
-
-    with _server(store) as server:  # back, on another port, with the same store
-        params = _params(server.url, "lost")
-        with tracking.resume_run(params, tmp_path, run_file) as again:
-            assert again.run_id == run.run_id
-            assert again.client.get_run(run.run_id).info.status == "RUNNING"  # left open
-            done = catch_up(again, params, tmp_path)
-            assert done == ["1 epochs of reports/train_history.csv"]
-            assert catch_up(again, params, tmp_path) == []  # nothing twice
-        losses = again.client.get_metric_history(run.run_id, "train/loss")
-        assert [(m.step, m.value) for m in losses] == [(1, 0.9), (2, 0.7)]
-        assert again.client.get_run(run.run_id).info.status == "FINISHED"
-
-
-# --------------------------------------------------------------------------- after training
+# --------------------------------------------------------------------------- later on
 
 
 def _dvc_may_fail(repo: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -178,44 +121,123 @@ def _dvc_may_fail(repo: Path, *args: str, env: dict[str, str]) -> subprocess.Com
     )
 
 
-@pytest.mark.slow
-def test_server_down_after_training_then_register_later_loses_nothing(
-    store: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlflow import MlflowClient
+def _server(folder: Path) -> servers.Server:
+    """A tracking server on the store in ``folder``, on a new port each time."""
+    return servers.mlflow_server(
+        f"sqlite:///{(folder / 'mlflow.db').as_posix()}",
+        folder / "artifacts",
+        folder / "server.log",
+    )
 
-    repo = make_repo(tmp_path / "repo")
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The server goes down in the middle of things; what was left behind.
+
+    With the server up: an in-process run logs its first epoch (as training does), and
+    ``dvc repro train`` trains a tiny model. Then the server stops: the in-process run logs
+    its second epoch and ends; ``dvc repro`` goes on to evaluate and fails.
+    """
+    base = tmp_path_factory.mktemp("outage")
+    repo = make_repo(base / "repo")
     _set(repo / "params.yaml", {("train", "num_epochs"): 1})
-    with _server(store) as server:
-        env = {"MLFLOW_TRACKING_URI": server.url}
-        _dvc(repo, "repro", "train", env={**QUICK_CLIENT, **env})
-    run_id = json.loads((repo / "models" / tracking.RUN_FILE).read_text())["run_id"]
+    lost = base / "lost"
+    history = lost / "reports" / "train_history.csv"
+    history.parent.mkdir(parents=True)
+    history.write_text("epoch,step,loss,val_mean_iou\n1,2,0.9,0.3\n2,4,0.7,0.4\n")
+    server = _server(base)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in QUICK_CLIENT.items():
+                mp.setenv(key, value)
+            mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+            with tracking.start_run(_params(server.url, "lost"), lost) as run:
+                run.save(lost / "models" / tracking.RUN_FILE)
+                callback = run.callback()
+                callback.on_epoch_end(1, {"epoch": 1, "loss": 0.9, "val_mean_iou": 0.3})
+                _dvc(
+                    repo, "repro", "train", env={**QUICK_CLIENT, "MLFLOW_TRACKING_URI": server.url}
+                )
+                server.stop()
+                # The store is gone: training goes on, neither the epoch nor the end raises.
+                callback.on_epoch_end(2, {"epoch": 2, "loss": 0.7, "val_mean_iou": 0.4})
+        start = time.monotonic()
+        failed = _dvc_may_fail(repo, "repro", env={"MLFLOW_TRACKING_URI": server.url})
+        seconds = time.monotonic() - start
+    finally:
+        server.stop()
+    return {
+        "base": base,
+        "repo": repo,
+        "lost": lost,
+        "lost_run": run.run_id,
+        "callback": callback,
+        "failed": failed,
+        "failed_seconds": seconds,
+        "train_run": json.loads((repo / "models" / tracking.RUN_FILE).read_text())["run_id"],
+    }
 
-    start = time.monotonic()
-    failed = _dvc_may_fail(repo, "repro", env=env)  # the server is down now
+
+@pytest.fixture(scope="module")
+def back(outage: dict) -> Iterator[str]:
+    """The server up again on the same store (another port); its URL."""
+    server = _server(outage["base"])
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_server_down_after_training_fails_fast_and_keeps_every_file(outage: dict) -> None:
+    repo, failed = outage["repo"], outage["failed"]
     assert failed.returncode != 0
-    assert time.monotonic() - start < 2 * FAST_FAIL_S
+    assert outage["failed_seconds"] < 2 * FAST_FAIL_S
     output = failed.stdout + failed.stderr
     assert "does not answer" in output and "segcore register" in output
     for kept in ("models/best/model.safetensors", "reports/train_history.csv"):
         assert (repo / kept).is_file(), kept
     assert (repo / "reports/metrics.json").is_file()  # evaluated before it tried to log
-    assert "up to date" in _dvc(repo, "status", "--with-deps", "train")
+    assert "up to date" in _dvc(repo, "status", "--with-deps", "train")  # training recorded
+    assert outage["callback"].lost is not None
 
-    with _server(store) as server:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-        registered = run_segcore("register", cwd=repo, timeout=300)
-        assert registered.returncode == 0, registered.stderr
-        registry = json.loads((repo / "reports/registry.json").read_text())
-        assert registry["run_id"] == run_id and registry["version"] == "1"
-        client = MlflowClient(server.url)
-        run = client.get_run(run_id)
-        assert run.info.status == "FINISHED"
-        metrics = json.loads((repo / "reports/metrics.json").read_text())
-        assert run.data.metrics["test/mean_iou"] == pytest.approx(metrics["mean_iou"])
-        assert client.get_model_version_by_alias("segcore-pills", "champion").run_id == run_id
 
-        # The pipeline agrees: evaluate and register run again, with no second version.
-        _dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": server.url})
-        assert json.loads((repo / "reports/registry.json").read_text())["version"] == "1"
-        assert "up to date" in _dvc(repo, "status")
+@pytest.mark.slow
+def test_run_lost_during_training_is_filled_in_from_the_history_file(
+    outage: dict, back: str, quick_client: None
+) -> None:
+    lost, run_id = outage["lost"], outage["lost_run"]
+    params = _params(back, "lost")
+    with tracking.resume_run(params, lost, lost / "models" / tracking.RUN_FILE) as run:
+        assert run.run_id == run_id
+        assert run.client.get_run(run_id).info.status == "RUNNING"  # left open at the end
+        assert catch_up(run, params, lost) == ["1 epochs of reports/train_history.csv"]
+        assert catch_up(run, params, lost) == []  # nothing twice
+    losses = run.client.get_metric_history(run_id, "train/loss")
+    assert [(m.step, m.value) for m in losses] == [(1, 0.9), (2, 0.7)]
+    assert run.client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_register_later_logs_what_is_missing_and_the_pipeline_agrees(
+    outage: dict, back: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    repo, run_id = outage["repo"], outage["train_run"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", back)
+    registered = run_segcore("register", cwd=repo, timeout=300)
+    assert registered.returncode == 0, registered.stderr
+    registry = json.loads((repo / "reports/registry.json").read_text())
+    assert registry["run_id"] == run_id and registry["version"] == "1"
+    client = MlflowClient(back)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert run.data.metrics["test/mean_iou"] == pytest.approx(metrics["mean_iou"])
+    assert client.get_model_version_by_alias("segcore-pills", "champion").run_id == run_id
+
+    # The pipeline agrees: evaluate and register run again, with no second version.
+    _dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": back})
+    assert json.loads((repo / "reports/registry.json").read_text())["version"] == "1"
+    assert "up to date" in _dvc(repo, "status")
