@@ -58,9 +58,9 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
 
 def stage_function(stage: str, params: Params) -> Callable[..., StageResult[Any]]:
     """The segcore function of a stage; preprocess goes to a cluster when
-    ``preprocess.cluster.runner`` is ``dask`` or ``ray`` (see :mod:`flows.distributed`)."""
+    ``preprocess.cluster.runner`` is ``dask`` or ``ray`` (see :mod:`flows.cluster`)."""
     if stage == "preprocess" and params.preprocess.cluster.runner != "local":
-        from flows.distributed import preprocess_on_cluster
+        from flows.cluster import preprocess_on_cluster
 
         return preprocess_on_cluster
     return STAGES[stage]

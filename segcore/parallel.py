@@ -10,7 +10,7 @@ plain ``fork``: forking a process whose OpenCV, OpenMP or Python threads have ru
 deadlock the child. They start once per :class:`WorkerPool` and serve every ``map``.
 
 Stages that accept a :class:`JobMap` can run their jobs elsewhere instead: ``pool.map`` is
-one, and a cluster is another (``flows.distributed`` sends :func:`shards` of the jobs as
+one, and a cluster is another (``flows.cluster`` sends :func:`shards` of the jobs as
 Prefect tasks to Dask or Ray, each running :func:`run_shard`).
 """
 

@@ -10,7 +10,7 @@ the first validates every label image and counts the train split's class pixels,
 input fails before anything is written; the class weights follow from the counts; the
 second writes each sample file once. Both passes run in worker processes here, or as
 shards of samples on any other executor (a :class:`~segcore.parallel.JobMap`, e.g. Prefect
-tasks on a Dask cluster, see ``flows.distributed``); this process alone decides the class
+tasks on a Dask cluster, see ``flows.cluster``); this process alone decides the class
 weights and writes ``dataset.parquet``, so the files are the same wherever the samples
 ran. The run is idempotent: a sample whose file was made
 from the same files, parameters and class weights is skipped, files of samples no longer

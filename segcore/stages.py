@@ -114,7 +114,7 @@ def run_preprocess(
 
     Args:
         map_jobs: runs the per-sample jobs elsewhere (shards on a cluster, see
-            ``flows.distributed``); default: ``preprocess.workers`` local processes.
+            ``flows.cluster``); default: ``preprocess.workers`` local processes.
     """
     from segcore.dldataset import DLDataset
     from segcore.preprocess import run_preprocess as preprocess

@@ -275,4 +275,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield server.url
     finally:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        # Send what this process still holds for the server before it goes away.
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
         server.stop()

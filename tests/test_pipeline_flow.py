@@ -75,7 +75,7 @@ def test_every_dvc_stage_has_a_segcore_function_and_existing_module_deps() -> No
 
 
 def test_preprocess_goes_to_the_cluster_only_when_one_is_configured() -> None:
-    from flows.distributed import preprocess_on_cluster
+    from flows.cluster import preprocess_on_cluster
     from flows.pipeline import stage_function
     from segcore.params import ClusterParams
 

@@ -1,7 +1,7 @@
 """Preprocessing as sample shards over Prefect's Dask task runner gives the local run's files.
 
 The preprocess stage runs once in this process and once through
-:func:`flows.distributed.preprocess_on_cluster` on a local Dask cluster of two worker
+:func:`flows.cluster.preprocess_on_cluster` on a local Dask cluster of two worker
 processes (each shard a Prefect task, reported to a real ``prefect server``); every file
 under the two output folders must be byte for byte the same.
 """
@@ -51,7 +51,7 @@ def test_shards_on_a_local_dask_cluster_write_the_same_bytes_as_a_local_run(
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_dask import DaskTaskRunner
 
-    from flows.distributed import SUBFLOW_NAME, cluster_task_runner, preprocess_on_cluster
+    from flows.cluster import SUBFLOW_NAME, cluster_task_runner, preprocess_on_cluster
     from segcore.stages import run_preprocess
 
     local = run_preprocess(_params(pills_split, "local", ClusterParams(), 1), tmp_path)
@@ -88,7 +88,7 @@ def test_shards_cut_jobs_in_order() -> None:
 
 
 def test_cluster_runner_settings_that_cannot_run_say_what_to_do() -> None:
-    from flows.distributed import cluster_task_runner
+    from flows.cluster import cluster_task_runner
 
     with pytest.raises(ParamsError, match="set it to dask or ray"):
         cluster_task_runner(ClusterParams(), 1)

@@ -8,10 +8,14 @@ processes started for the run). Both passes of the stage go there; this process 
 computes the class weights and writes ``dataset.parquet`` at the end, so the files are
 byte-identical to a local run (see :mod:`segcore.preprocess`). The cluster's workers need
 segcore installed and the data paths mounted where this process sees them.
+
+(Not ``flows/distributed.py``: a deployment loads ``flows/pipeline.py`` by its path, which
+puts ``flows/`` on ``sys.path``, where such a module would shadow Dask's ``distributed``.)
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,4 +114,20 @@ def preprocess_on_cluster(params: Params, workdir: str | Path = ".") -> StageRes
     """Run the preprocess stage on the cluster of ``preprocess.cluster``: the stage function
     the pipeline flow uses in place of :func:`segcore.stages.run_preprocess`."""
     runner = cluster_task_runner(params.preprocess.cluster, params.preprocess.workers)
-    return preprocess_shards.with_options(task_runner=runner)(params, str(workdir))
+    with _outside_task_run():
+        return preprocess_shards.with_options(task_runner=runner)(params, str(workdir))
+
+
+@contextlib.contextmanager
+def _outside_task_run() -> Iterator[None]:
+    """Hide the calling task's run context (the pipeline's stage task) while the subflow
+    runs: task runners send that context along with every shard, and its parameters (the
+    open DVC repository) cannot travel to other processes. The subflow stays a child of
+    the pipeline's flow run."""
+    from prefect.context import TaskRunContext
+
+    token = TaskRunContext.__var__.set(None)
+    try:
+        yield
+    finally:
+        TaskRunContext.__var__.reset(token)
