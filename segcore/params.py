@@ -492,7 +492,7 @@ class TrainParams(Section):
     """Steps whose gradients are accumulated before one update."""
     solver_type: SolverType = "adam"
     """``sgd`` or ``adam``."""
-    learning_rate: float = Field(0.002, gt=0)
+    learning_rate: float = Field(0.005, gt=0)
     """Initial learning rate."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """SGD momentum (segmentation often wants a high one, e.g. 0.99)."""
@@ -504,7 +504,7 @@ class TrainParams(Section):
     """Adam: added to the denominator for stability."""
     weight_prior: float = Field(0.0001, ge=0.0)
     """L2 regularization factor (added to the gradient as weight_prior * w)."""
-    num_epochs: int = Field(30, gt=0)
+    num_epochs: int = Field(15, gt=0)
     """Number of epochs."""
     evaluation_interval_epochs: float = Field(1.0, gt=0)
     """Evaluate on the validation split every this many epochs (may be fractional)."""

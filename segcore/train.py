@@ -253,7 +253,7 @@ def _train_epoch(
             idx = distributed.rank_slice(
                 order[start : start + global_batch], ctx.rank, ctx.world_size
             )
-            x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx), ctx.device)
+            x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx))
             sync = contextlib.nullcontext()
             if ctx.distributed and m < micro - 1:
                 sync = net.no_sync()  # gradients are averaged across ranks once per update
@@ -300,18 +300,15 @@ def _bundles_on_disk(out: Path, p: TrainParams, epochs_done: int) -> dict[str, P
 
 
 def _batch(
-    run: Run,
-    idx: torch.Tensor,
-    p: TrainParams,
-    global_batch: int,
-    offset: int,
-    dev: torch.device,
+    run: Run, idx: torch.Tensor, p: TrainParams, global_batch: int, offset: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gather samples ``idx`` of the in-memory train split, distort them, move them.
+    """Gather samples ``idx`` of the in-memory train split and distort them.
 
-    The gather keeps the split's memory layout (channels-last when asked for)."""
+    The split already lies on the training device in the network's memory layout, and
+    an index gather keeps both: no copy or conversion beyond the gather itself."""
+    assert run.train.weights is not None  # the train split always has weight images
     x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
-    x, y, w = augment_batch(
+    return augment_batch(
         x,
         y,
         w,
@@ -321,7 +318,6 @@ def _batch(
         global_batch=global_batch,
         offset=offset,
     )
-    return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), w.to(dev, non_blocking=True)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ before any training starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError, Problems
 from segcore.models import architecture, check_input_size, create_model, ignore_indices
 from segcore.params import TrainParams
-from segcore.solver import make_optimizer
+from segcore.solver import make_optimizer, solver_values
 
 RESUMABLE_CHANGES = frozenset(
     {
@@ -59,6 +59,8 @@ class Run:
     ignore_class_ids: list[int]
     preprocess_param: dict[str, Any]
     steps_per_epoch: int
+    grey_scale: torch.Tensor
+    """``(C,)`` input units per grey value, for brightness augmentation."""
     epoch: int = 0
     """Epochs done."""
     first_epoch: int = 0
@@ -73,11 +75,6 @@ class Run:
     def ignore_indices(self) -> list[int]:
         return ignore_indices(self.class_ids, self.ignore_class_ids)
 
-    @property
-    def grey_scale(self) -> torch.Tensor:
-        """``(C,)`` input units per grey value, for brightness augmentation."""
-        return grey_value_scale(self.preprocess_param, self.train.image_size[0])
-
     def checkpoint_state(self, params: TrainParams) -> dict[str, Any]:
         """Plain tensors and containers only: loadable with ``weights_only=True``."""
         rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
@@ -88,6 +85,9 @@ class Run:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
+            # The schedule is a pure function of the epoch (segcore.solver); kept for reading.
+            "step": self.epoch * self.steps_per_epoch,
+            "solver": solver_values(params, float(self.epoch)),
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "history": self.history,
@@ -150,11 +150,10 @@ def prepare(
     problems.raise_if_any(DatasetError, "training cannot start")
     assert train is not None and val is not None
 
-    if p.channels_last:  # gathered batches keep this layout: no conversion per step
-        train, val = (
-            replace(d, images=d.images.contiguous(memory_format=torch.channels_last))
-            for d in (train, val)
-        )
+    layout = torch.channels_last if p.channels_last else torch.contiguous_format
+    # On the training device and in the network's memory layout once: a batch is then
+    # an index gather that keeps both, with no copy or conversion per step.
+    train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
     channels = train.image_size[0]
     torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
     arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
@@ -167,7 +166,6 @@ def prepare(
         **p.model_kwargs,
     )
     check_input_size(model, *train.image_size[1:], channels)
-    layout = torch.channels_last if p.channels_last else torch.contiguous_format
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
     run = Run(
         model=model,
@@ -181,6 +179,7 @@ def prepare(
         ignore_class_ids=ignore,
         preprocess_param=preprocess,
         steps_per_epoch=len(train) // global_batch,
+        grey_scale=grey_value_scale(preprocess, channels),
     )
     if checkpoint is not None:
         _restore(run, load_checkpoint(checkpoint), p, checkpoint)
@@ -199,6 +198,14 @@ def prepare(
         "resumed_from_epoch": run.epoch,
     }
     return run
+
+
+def _to_device(data: SplitData, device: torch.device, layout: torch.memory_format) -> SplitData:
+    return SplitData(
+        images=data.images.to(device).contiguous(memory_format=layout),
+        targets=data.targets.to(device),
+        weights=None if data.weights is None else data.weights.to(device),
+    )
 
 
 def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> None:

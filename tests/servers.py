@@ -80,7 +80,7 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 3.0) -> None:
         """SIGTERM the process group, SIGKILL what is left after ``grace_s``."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -133,36 +133,33 @@ def start(
     cwd: Path | None = None,
     timeout_s: float = 180.0,
 ) -> Server:
-    """:func:`spawn` ``cmd``, then wait until ``health_url`` answers 200.
+    """:func:`spawn` ``cmd``, then :func:`wait_healthy`."""
+    server = spawn(name, cmd, log, env=env, cwd=cwd, url=url)
+    wait_healthy(server, health_url, timeout_s)
+    return server
+
+
+def wait_healthy(server: Server, health_url: str, timeout_s: float = 180.0) -> None:
+    """Wait until ``health_url`` answers 200.
 
     Raises:
         ServerError: the process exited, or did not answer within ``timeout_s`` (it is
             stopped then).
     """
-    server = spawn(name, cmd, log, env=env, cwd=cwd, url=url)
-    proc = server.proc
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if server.proc.poll() is not None:
             server.stop()
-            raise ServerError(f"{name} exited with code {proc.returncode}:\n{server.log_tail()}")
+            raise ServerError(
+                f"{server.name} exited with code {server.proc.returncode}:\n{server.log_tail()}"
+            )
         if http_ok(health_url):
-            return server
+            return
         time.sleep(0.5)
     server.stop()
     raise ServerError(
-        f"{name} did not answer {health_url} within {timeout_s:.0f} s:\n{server.log_tail()}"
+        f"{server.name} did not answer {health_url} within {timeout_s:.0f} s:\n{server.log_tail()}"
     )
-
-
-@contextlib.contextmanager
-def running(*args: object, **kwargs: object) -> Iterator[Server]:
-    """:func:`start` as a context manager that stops the server at the end."""
-    server = start(*args, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -208,11 +205,11 @@ def postgres(timeout_s: float = 600.0) -> Iterator[str]:
 # --------------------------------------------------------------------------- MLflow
 
 
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None) -> Server:
-    """``mlflow server`` on loopback with ``backend_uri`` as backend store, serving artifacts
-    from the local folder ``artifacts``; started and healthy (the caller stops it)."""
-    port = port or free_port()
-    url = f"http://{LOOPBACK}:{port}"
+def mlflow_server(backend_uri: str, artifacts: Path, log: Path, *, wait: bool = True) -> Server:
+    """``mlflow server`` on a free loopback port with ``backend_uri`` as backend store,
+    serving artifacts from the local folder ``artifacts``; healthy unless ``wait`` is false
+    (then :func:`wait_healthy` on ``<url>/health`` later). The caller stops it."""
+    url = f"http://{LOOPBACK}:{free_port()}"
     cmd = [
         str(BIN / "mlflow"),
         "server",
@@ -223,11 +220,14 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path, port: int | None
         "--host",
         LOOPBACK,
         "--port",
-        str(port),
+        url.rsplit(":", 1)[1],
         "--workers",
         "1",
     ]
-    return start("mlflow server", cmd, url, f"{url}/health", log)
+    server = spawn("mlflow server", cmd, log, url=url)
+    if wait:
+        wait_healthy(server, f"{url}/health")
+    return server
 
 
 # --------------------------------------------------------------------------- Prefect

@@ -37,20 +37,32 @@ def postgres_uri() -> Iterator[str]:
 def mlflow_on_postgres(
     postgres_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict]:
-    """The server's URL, its artifact folder and its backend URI."""
+    """The server (starting: its first start sets up the database), its artifact folder,
+    its backend URI and a tiny pipeline repository preprocessed meanwhile."""
     folder = tmp_path_factory.mktemp("mlflow_server")
-    server = servers.mlflow_server(postgres_uri, folder / "artifacts", folder / "server.log")
+    server = servers.mlflow_server(
+        postgres_uri, folder / "artifacts", folder / "server.log", wait=False
+    )
     try:
-        yield {"url": server.url, "artifacts": folder / "artifacts", "backend": postgres_uri}
+        repo = make_repo(folder / "repo")
+        _set(repo / "params.yaml", {("train", "num_epochs"): 1})
+        _dvc(repo, "repro", "preprocess")  # no tracking yet
+        yield {
+            "url": server.url,
+            "artifacts": folder / "artifacts",
+            "backend": postgres_uri,
+            "repo": repo,
+            "server": server,
+        }
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="module")
-def pipeline_repo(mlflow_on_postgres: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny pipeline repository after ``dvc repro`` against the server."""
-    repo = make_repo(tmp_path_factory.mktemp("pg_pipeline") / "repo")
-    _set(repo / "params.yaml", {("train", "num_epochs"): 1})
+def pipeline_repo(mlflow_on_postgres: dict) -> Path:
+    """The tiny pipeline repository after ``dvc repro`` against the server."""
+    servers.wait_healthy(mlflow_on_postgres["server"], f"{mlflow_on_postgres['url']}/health")
+    repo = mlflow_on_postgres["repo"]
     _dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": mlflow_on_postgres["url"]})
     return repo
 

@@ -95,6 +95,11 @@ def test_training_writes_bundles_history_checkpoint_and_the_loss_falls(
         result.final_measures["mean_iou"]
     )
 
+    state = torch.load(models / CHECKPOINT_FILE, weights_only=True)  # no pickled objects
+    assert state["epoch"] == 6 and state["params"] == params.model_dump(mode="json")
+    assert {"model", "optimizer", "rng", "step", "solver", "history"} <= state.keys()
+    assert state["rng"]["data"].dtype == torch.uint8
+
     assert recorder.info["train_samples"] > 0 and recorder.info["model"] == "compact"
     assert [e for e, _ in recorder.epochs] == [1, 2, 3, 4, 5, 6]
     assert recorder.epochs[-1][1]["loss"] == pytest.approx(history["loss"].iloc[-1], rel=1e-5)
