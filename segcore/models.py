@@ -30,7 +30,10 @@ ENHANCED: str = "enhanced"
 NormType = Literal["batch", "group"]
 
 COMPACT_DEFAULTS: dict[str, Any] = {"base_channels": 16, "depth": 4, "norm": "batch"}
-"""Defaults of ``compact``; chosen from CPU timings (see benchmarks/bench_train.py)."""
+"""Defaults of ``compact``, from CPU timings and the pill demo: on 2 CPU cores a 256 x 256
+image takes ~0.12 s forward + backward (channels-last), 15 epochs of 112 images ~3.5 min.
+Base 8 trains twice as fast but reaches defect IoU ~0.6 where base 16 reaches ~0.8;
+group norm is as fast but converged worse on the demo (test mean IoU 0.80 vs 0.85)."""
 
 ENHANCED_DEFAULTS: dict[str, Any] = {"base_channels": 32, "depth": 4, "norm": "batch"}
 """Defaults of ``enhanced``: more capacity (wider) than ``compact``, slower."""

@@ -486,13 +486,13 @@ class TrainParams(Section):
     """Encoder for segmentation-models-pytorch architectures (e.g. ``resnet18``)."""
     encoder_weights: str | None = None
     """Local weights file for the encoder; nothing is ever downloaded."""
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(4, gt=0)
     """Samples per step and process."""
     batch_size_multiplier: int = Field(1, gt=0)
     """Steps whose gradients are accumulated before one update."""
     solver_type: SolverType = "adam"
     """``sgd`` or ``adam``."""
-    learning_rate: float = Field(0.005, gt=0)
+    learning_rate: float = Field(0.003, gt=0)
     """Initial learning rate."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """SGD momentum (segmentation often wants a high one, e.g. 0.99)."""
