@@ -121,7 +121,7 @@ def test_a_run_holds_params_epoch_metrics_tags_and_resumes(mlflow_uri: str, tmp_
     stored = client.get_run(run.run_id)
     assert stored.info.status == "FINISHED"
     assert stored.info.run_name.startswith("compact-")
-    assert stored.data.params["train.num_epochs"] == "30"
+    assert stored.data.params["train.num_epochs"] == str(params.train.num_epochs)
     assert stored.data.params["dataset.class_names"] == '["good", "contamination", "crack"]'
     assert stored.data.tags[tracking.TAG_FLOW_RUN] == "flow-1"
     assert stored.data.tags["train.device"] == "cpu"
