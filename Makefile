@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # pip prints one warning per package for the machine's missing local indexes; keep the log readable.
-QUIET_PIP := grep -v "^WARNING: Location" || true
+QUIET_PIP := { grep -v "^WARNING: Location" || test $$? -eq 1; }
 
 .PHONY: setup run test lint format serve ui lock clean help
 
