@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segcore.errors import DatasetError, ParamsError
+from segcore.transforms import value_counts
 
 FREQUENCY_OFFSET = 0.0001
 """Added to each class frequency before inverting (HALCON), so no weight is infinite."""
@@ -25,12 +26,12 @@ def count_class_pixels(label: np.ndarray, class_ids: Sequence[int]) -> np.ndarra
     Values that are not in ``class_ids`` are not counted.
     """
     ids = np.asarray(class_ids, dtype=np.int64)
-    flat = np.asarray(label).ravel()
-    if flat.size == 0:
-        return np.zeros(len(ids), dtype=np.int64)
-    if int(flat.min()) < 0:
-        flat = flat[flat >= 0]
-    counts = np.bincount(flat, minlength=int(ids.max()) + 1)
+    label = np.asarray(label)
+    counts = value_counts(label)
+    if counts is None:  # negative or huge values: count only the non-negative ones
+        flat = label.ravel()
+        counts = np.bincount(flat[flat >= 0])
+    counts = np.pad(counts, (0, max(0, int(ids.max()) + 1 - len(counts))))
     return counts[ids].astype(np.int64)
 
 

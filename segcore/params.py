@@ -328,7 +328,9 @@ def _preprocess_rules(p: PreprocessParams, bad: set[str]) -> list[tuple[str, str
         for key in ("mean_values_normalization", "deviation_values_normalization"):
             n = len(getattr(p, key))
             if ok(key) and n not in (1, p.image_num_channels):
-                out.append((key, f"needs 1 or {p.image_num_channels} values (one per channel)"))
+                c = p.image_num_channels
+                wanted = "1 value" if c == 1 else f"1 value or {c} (one per channel)"
+                out.append((key, f"has {n} values but image_num_channels {c} needs {wanted}"))
     roi = p.domain_roi
     if ok("domain_roi") and roi is not None and (roi[0] > roi[2] or roi[1] > roi[3]):
         out.append(

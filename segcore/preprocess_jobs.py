@@ -14,6 +14,7 @@ The stage skips a sample whose file already holds the hash it would write.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 from dataclasses import dataclass
@@ -86,8 +87,41 @@ class WriteResult:
 
 
 def init_worker() -> None:
-    """Worker set-up: one OpenCV thread per process (the processes are the parallelism)."""
+    """Worker set-up: one OpenCV thread per process (the processes are the parallelism),
+    and an allocator that keeps freed memory (see :func:`keep_freed_memory`)."""
     cv2.setNumThreads(1)
+    keep_freed_memory()
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's ``mallopt`` parameter numbers (malloc.h)."""
+
+GLIBC_MMAP_THRESHOLD = 32 * 2**20
+"""Allocations below this come from the heap (glibc's largest allowed value)."""
+
+GLIBC_TRIM_THRESHOLD = 64 * 2**20
+"""Freed heap memory kept for reuse before it is given back to the system."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed memory instead of returning it to the system after every image.
+
+    Each sample allocates a few MB of short-lived arrays (decoded image, resized and float
+    copies). With glibc's defaults they are mapped fresh and given back for every sample,
+    and the kernel zero-fills each new page: about a quarter of a worker's time went to
+    those page faults. Keeping up to :data:`GLIBC_TRIM_THRESHOLD` of freed memory removes
+    over 90% of them; memory stays bounded, since every sample frees what it allocated.
+    Called in worker processes only (local workers, and cluster workers before a shard),
+    never in the caller's process. Returns whether glibc took the settings (``False``
+    without glibc: macOS, Windows, musl keep their defaults).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+    )
 
 
 def _file_digest(path: str) -> str:

@@ -119,7 +119,7 @@ def convert_channels(image: np.ndarray, num_channels: int) -> np.ndarray:
 
 
 def normalize(image: np.ndarray, param: PreprocessParams, source_dtype: np.dtype) -> np.ndarray:
-    """Map grey values of ``(H, W, C)`` float32 to the network's range, in place; returns it.
+    """Map grey values of ``(C, H, W)`` float32 to the network's range, in place; returns it.
 
     - ``none``: 8-bit sources map linearly from [0, 255] to [range_min, range_max]; other
       pixel types are left as they are.
@@ -139,14 +139,13 @@ def normalize(image: np.ndarray, param: PreprocessParams, source_dtype: np.dtype
             image *= (hi - lo) / 255.0
             image += lo
     elif kind == NORM_FIRST_CHANNEL:
-        _stretch(image, *cv2.minMaxLoc(image[:, :, 0])[:2], lo, hi)
+        _stretch(image, *cv2.minMaxLoc(image[0])[:2], lo, hi)
     elif kind == NORM_ALL_CHANNELS:
-        for ch in range(image.shape[2]):
-            plane = image[:, :, ch]
+        for plane in image:
             _stretch(plane, *cv2.minMaxLoc(plane)[:2], lo, hi)
     elif kind == NORM_CONSTANT_VALUES:
-        image -= _per_channel(param.mean_values_normalization, image.shape[2])
-        image /= _per_channel(param.deviation_values_normalization, image.shape[2])
+        image -= _per_channel(param.mean_values_normalization, image.shape[0])
+        image /= _per_channel(param.deviation_values_normalization, image.shape[0])
     else:  # pragma: no cover - PreprocessParams admits only the four types
         raise AssertionError(f"unknown normalization_type {kind!r}")
     return image
@@ -164,7 +163,8 @@ def _stretch(values: np.ndarray, vmin: float, vmax: float, lo: float, hi: float)
 
 
 def _per_channel(values: Sequence[float], channels: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(values, dtype=np.float32), (channels,))
+    """``(C, 1, 1)`` float32, to broadcast over a ``(C, H, W)`` image."""
+    return np.broadcast_to(np.asarray(values, dtype=np.float32), (channels,))[:, None, None]
 
 
 def preprocess_image(
@@ -195,11 +195,13 @@ def preprocess_image(
         )
     source_dtype = image.dtype
     image = crop_to_roi(image, resolve_roi(param, roi))
-    resized = resize_image(image, param.image_width, param.image_height)
-    # astype copies, so normalizing in place never touches the caller's array.
-    x = convert_channels(resized.astype(np.float32), param.image_num_channels)
-    x = normalize(x, param, source_dtype)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    x = resize_image(image, param.image_width, param.image_height)
+    if x.shape[2] != param.image_num_channels:
+        x = convert_channels(x.astype(np.float32), param.image_num_channels)
+    # One copy, cast and transposed at once; normalizing it never touches the caller's array.
+    chw = np.empty((x.shape[2], x.shape[0], x.shape[1]), dtype=np.float32)
+    chw[...] = x.transpose(2, 0, 1)
+    return normalize(chw, param, source_dtype)
 
 
 def preprocess_samples(
@@ -232,13 +234,35 @@ def preprocess_samples(
 # --------------------------------------------------------------------------- label images
 
 
-def label_values(label: np.ndarray) -> np.ndarray:
-    """The distinct values of an integer label image, sorted (int64)."""
+_EXACT_HISTOGRAM_PIXELS = 2**24
+"""OpenCV counts in float32, exact up to 2**24 per bin: larger images use ``np.bincount``."""
+
+
+def value_counts(label: np.ndarray) -> np.ndarray | None:
+    """``counts[v]`` = pixels of value ``v`` in a label image, for ``v`` in ``0..max``
+    (int64); ``None`` when it holds negative values or values above ``MAX_CLASS_ID``.
+
+    8- and 16-bit images are counted by OpenCV without a copy; ``np.bincount`` would first
+    widen every pixel to int64 (8x the image's memory, for every image).
+    """
     if label.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if label.dtype in (np.uint8, np.uint16) and label.size < _EXACT_HISTOGRAM_PIXELS:
+        plane = np.ascontiguousarray(label).reshape(label.shape[0], -1)
+        top = int(cv2.minMaxLoc(plane)[1])
+        hist = cv2.calcHist([plane], [0], None, [top + 1], [0, top + 1])
+        return hist.ravel().astype(np.int64)
     lo, hi = int(label.min()), int(label.max())
-    if lo >= 0 and hi <= MAX_CLASS_ID:
-        return np.flatnonzero(np.bincount(label.ravel(), minlength=hi + 1))
+    if lo < 0 or hi > MAX_CLASS_ID:
+        return None
+    return np.bincount(label.ravel(), minlength=hi + 1).astype(np.int64, copy=False)
+
+
+def label_values(label: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer label image, sorted (int64)."""
+    counts = value_counts(label)
+    if counts is not None:
+        return np.flatnonzero(counts)
     return np.unique(label).astype(np.int64)
 
 

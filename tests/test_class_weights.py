@@ -72,6 +72,16 @@ def test_from_label_images_equals_from_counts() -> None:
     assert np.array_equal(from_labels, calculate_class_weights(per_sample, ids))
 
 
+def test_count_class_pixels_of_every_label_type() -> None:
+    ids = [0, 3, 7]
+    for dtype in (np.uint8, np.uint16, np.int32):
+        label = np.array([[0, 3, 3, 7], [9, 0, 0, 3]], dtype)  # 9 is not a class id
+        assert count_class_pixels(label, ids).tolist() == [3, 3, 1]
+    negative = np.array([[0, -1, 3, 3]], np.int32)  # negative values are not counted
+    assert count_class_pixels(negative, ids).tolist() == [1, 2, 0]
+    assert count_class_pixels(np.zeros((0, 4), np.uint8), ids).tolist() == [0, 0, 0]
+
+
 def test_nothing_to_count_is_an_error() -> None:
     with pytest.raises(DatasetError, match="no pixel"):
         calculate_class_weights(np.array([0, 0, 50]), [0, 1, 2], ignore_class_ids=[2])

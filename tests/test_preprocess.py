@@ -4,6 +4,7 @@ interruption and resume, workers, the command line."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -186,6 +187,13 @@ def test_workers_write_identical_files(ds: DLDataset, tmp_path: Path) -> None:
     preprocess_dataset(ds, PARAM, tmp_path / "two", workers=2)
     for p in sorted((tmp_path / "one").rglob("*.*")):
         assert p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one")).read_bytes()
+
+
+def test_workers_keep_freed_memory_on_glibc() -> None:
+    # In a fresh process: the setting is process-wide, and pytest's process is not a worker.
+    code = "from segcore.preprocess_jobs import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -97,7 +97,12 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         (
             {"normalization_type": "constant_values", "mean_values_normalization": [1.0, 2.0]},
             "mean_values_normalization",
-            "1 or 3 values",
+            "has 2 values but image_num_channels 3 needs 1 value or 3 (one per channel)",
+        ),
+        (
+            {"normalization_type": "constant_values", "image_num_channels": 1},
+            "deviation_values_normalization",
+            "has 3 values but image_num_channels 1 needs 1 value",
         ),
         ({"deviation_values_normalization": [1.0, 0.0, 1.0]}, "deviation_values_normalization", ""),
         ({"domain_roi": [0, 0, 5]}, "domain_roi", ""),

@@ -15,6 +15,7 @@ from segcore.transforms import (
     preprocess_label,
     preprocess_samples,
     resize_label,
+    value_counts,
 )
 
 
@@ -170,6 +171,39 @@ def test_label_values_outside_class_ids() -> None:
     assert 255 in out  # ignore ids pass through unchanged
     with pytest.raises(DatasetError, match=r"-1"):
         preprocess_label(np.full((2, 4), -1, np.int32), P(), [0, 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.int64, np.bool_]),
+    top=st.integers(0, 65535),
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    seed=st.integers(0, 2**16),
+)
+def test_value_counts_equal_bincount(dtype: type, top: int, shape: tuple, seed: int) -> None:
+    top = min(top, int(np.iinfo(dtype).max) if dtype is not np.bool_ else 1)
+    label = np.random.default_rng(seed).integers(0, top + 1, shape).astype(dtype)
+    expected = np.bincount(label.ravel().astype(np.int64))
+    counts = value_counts(label)
+    assert counts is not None and counts.dtype == np.int64
+    assert counts.tolist() == expected.tolist()
+    # A view that is not contiguous (a crop) counts the same as its copy.
+    assert (
+        value_counts(label[:, ::2]).tolist()
+        == np.bincount(label[:, ::2].ravel().astype(np.int64)).tolist()
+    )
+
+
+def test_value_counts_of_a_label_too_big_for_float32_counts() -> None:
+    label = np.full((4096, 4097), 2, np.uint8)  # 2**24 + 4096 pixels of one value
+    label[0, :3] = 0
+    assert value_counts(label).tolist() == [3, 0, label.size - 3]
+
+
+def test_value_counts_of_values_no_label_may_hold() -> None:
+    assert value_counts(np.array([[0, -1]], np.int32)) is None
+    assert value_counts(np.array([[0, 70000]], np.int32)) is None
+    assert value_counts(np.zeros((0, 3), np.uint8)).tolist() == []
 
 
 # --------------------------------------------------------------------------- crop_domain
