@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome, open_pipeline
+from segcore.io import quiet_opencv
 from segcore.params import Params, load_params
 from segcore.results import PipelineResults
 from segcore.stages import STAGES, TRACKED_STAGES, StageResult
@@ -130,6 +131,7 @@ def segmentation_pipeline(repo: str = ".") -> dict[str, str]:
     Returns:
         ``{stage: "ran" | "restored" | "skipped"}``.
     """
+    quiet_opencv()  # unreadable files are reported by the stages, naming them
     root = find_repo_root(repo)
     params = load_params(root / "params.yaml")
     # A tracking server that is down fails the run now, not after hours of work.

@@ -461,6 +461,9 @@ def register(params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
 
 def main() -> None:
     """Console-script entry point: user errors become a message and exit code 2."""
+    from segcore.io import quiet_opencv
+
+    quiet_opencv()
     try:
         app()
     except SegcoreError as err:

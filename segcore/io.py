@@ -28,6 +28,16 @@ LABEL_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp"})
 """Label images must be lossless: JPEG would corrupt class ids."""
 
 
+def quiet_opencv() -> None:
+    """Stop OpenCV printing its own log lines (libpng's "IHDR chunk shall be first" and
+    the like): segcore reports every unreadable file itself, naming it and the fix.
+
+    Process-wide, so called by segcore's own entry points (the command line, worker
+    processes, the pipeline flow), never at import.
+    """
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def list_images(directory: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Every image file below ``directory`` (sub-folders included), sorted, hidden files skipped."""
     return sorted(

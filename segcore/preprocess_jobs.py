@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from segcore.class_weights import count_class_pixels, weight_image
 from segcore.constants import TRAIN
 from segcore.errors import DatasetError, SegcoreError
-from segcore.io import read_image, read_label
+from segcore.io import quiet_opencv, read_image, read_label
 from segcore.params import PreprocessParams
 from segcore.samples import read_metadata, save_sample
 from segcore.transforms import crop_to_roi, preprocess_image, preprocess_label, resolve_roi
@@ -88,8 +88,10 @@ class WriteResult:
 
 def init_worker() -> None:
     """Worker set-up: one OpenCV thread per process (the processes are the parallelism),
-    and an allocator that keeps freed memory (see :func:`keep_freed_memory`)."""
+    no OpenCV log lines (problems come back as results), and an allocator that keeps
+    freed memory (see :func:`keep_freed_memory`)."""
     cv2.setNumThreads(1)
+    quiet_opencv()
     keep_freed_memory()
 
 

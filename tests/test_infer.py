@@ -204,13 +204,15 @@ def test_cli_reports_a_corrupt_input_and_exits_with_partial_failure(tmp_path: Pa
     bundle = make_bundle(tmp_path / "bundle")
     write_image_atomic(tmp_path / "in" / "a.png", squares(40, 30, [(5, 5, 9, 9)]))
     write_image_atomic(tmp_path / "in" / "b.png", squares(64, 80, []))
-    (tmp_path / "in" / "c.png").write_bytes(b"not a png at all")
+    png = cv2.imencode(".png", squares(64, 80, []))[1].tobytes()
+    (tmp_path / "in" / "c.png").write_bytes(png[:20])  # a PNG cut off after its signature
     done = run_segcore(
         "infer", bundle, "in", "--out", "out", "--device", "cpu", "--min-area", "2", cwd=tmp_path
     )
     assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
     assert "2 of 3 images" in done.stdout
     assert "c.png" in done.stdout and "not a readable image" in done.stdout
+    assert "grfmt_png" not in done.stderr  # OpenCV's own log lines stay quiet
     for name, size in (("a", (40, 30)), ("b", (64, 80))):
         seg = cv2.imread(str(tmp_path / "out" / f"{name}_segmentation.png"), cv2.IMREAD_UNCHANGED)
         assert seg.shape == size
