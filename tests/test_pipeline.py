@@ -9,80 +9,17 @@ tests, which run in file order: later ones change the repository.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_repo import dvc, git, make_repo, set_params
 
 from segcore import tracking
 from segcore.params import load_params
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["synth", "dataset", "split", "preprocess", "train", "evaluate", "register"]
-TINY = {
-    ("synth", "num_images"): 12,
-    ("synth", "width"): 64,
-    ("synth", "height"): 64,
-    ("preprocess", "workers"): 1,
-    ("preprocess", "param", "image_width"): 32,
-    ("preprocess", "param", "image_height"): 32,
-    ("train", "num_epochs"): 2,
-    ("train", "batch_size"): 4,
-    ("train", "num_threads"): 1,
-    ("evaluate", "worst_k"): 2,
-}
-
-
-def _set(params_file: Path, values: dict[tuple[str, ...], object]) -> None:
-    params = yaml.safe_load(params_file.read_text())
-    for keys, value in values.items():
-        node = params
-        for key in keys[:-1]:
-            node = node[key]
-        node[keys[-1]] = value
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _git(repo: Path, *args: str) -> str:
-    cmd = ["git", "-c", "user.email=test@segcore", "-c", "user.name=test", *args]
-    return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    env = {**os.environ, **(env or {})}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def make_repo(dest: Path) -> Path:
-    """A git + DVC repository with the pipeline, tiny params and the segcore sources."""
-    dest.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy2(ROOT / name, dest / name)
-    shutil.copytree(
-        ROOT / "segcore", dest / "segcore", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    _set(dest / "params.yaml", TINY)
-    _git(dest, "init", "-q")
-    _dvc(dest, "init", "-q")
-    _git(dest, "add", "-A")
-    _git(dest, "commit", "-qm", "tiny pipeline")
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +51,7 @@ def flow_run(harness: object, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_flow_runs_every_stage_and_leaves_dvc_clean(flow_run: dict) -> None:
     repo = flow_run["repo"]
     assert flow_run["statuses"] == dict.fromkeys(STAGES, "ran")
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")
     for path in (
         "data/raw/pills/images",
         "data/preprocessed/dataset.parquet",
@@ -129,9 +66,9 @@ def test_flow_runs_every_stage_and_leaves_dvc_clean(flow_run: dict) -> None:
     assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["num_epochs"] == 2
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics["class_iou"]) == {"good", "contamination", "crack"}
-    shown = _dvc(repo, "metrics", "show", "--json")
+    shown = dvc(repo, "metrics", "show", "--json")
     assert json.loads(shown)[""]["data"]["reports/metrics.json"]["data"] == metrics
-    plots = json.loads(_dvc(repo, "plots", "show", "--json"))["data"]
+    plots = json.loads(dvc(repo, "plots", "show", "--json"))["data"]
     assert {"training loss", "validation IoU", "per-class IoU"} <= set(plots)
     assert "reports/confusion_matrix.png" in plots
 
@@ -177,7 +114,7 @@ def test_mlflow_run_holds_params_epoch_metrics_model_and_lineage(flow_run: dict)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     preprocessed = lock["stages"]["preprocess"]["outs"][0]["md5"]
     tags = run.data.tags
-    assert tags["mlflow.source.git.commit"] == _git(repo, "rev-parse", "HEAD").strip()
+    assert tags["mlflow.source.git.commit"] == git(repo, "rev-parse", "HEAD").strip()
     assert tags["dvc.preprocessed.md5"] == preprocessed
     assert tags["dvc.dataset.md5"] == lock["stages"]["split"]["outs"][0]["md5"]
     assert tags[tracking.TAG_FLOW_RUN] == flow_run["flow_run_id"]
@@ -225,7 +162,7 @@ def test_a_failing_run_changes_nothing_and_the_next_run_recovers(flow_run: dict)
     repo = flow_run["repo"]
     params_file = repo / "params.yaml"
     original, lock = params_file.read_text(), (repo / "dvc.lock").read_text()
-    _set(params_file, {("evaluate", "measures"): ["no_such_measure"]})
+    set_params(params_file, {("evaluate", "measures"): ["no_such_measure"]})
     state = segmentation_pipeline(repo=str(repo), return_state=True)
     assert state.is_failed()
     assert "no_such_measure" in str(state.result(raise_on_failure=False))
@@ -234,7 +171,7 @@ def test_a_failing_run_changes_nothing_and_the_next_run_recovers(flow_run: dict)
     statuses = segmentation_pipeline(repo=str(repo))
     # The failed stage had cleared its outputs; DVC's cache gives them back.
     assert statuses == {**dict.fromkeys(STAGES, "skipped"), "evaluate": "restored"}
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")
 
 
 def test_make_run_prints_where_to_look(flow_run: dict) -> None:
@@ -252,12 +189,12 @@ def test_dvc_repro_in_a_fresh_clone_agrees_with_the_flow(
     """A clone sharing the flow's DVC cache and MLflow store: `dvc repro` finds the flow's
     records valid for its own stages (run cache) and gives the same outputs."""
     repo = flow_run["repo"]
-    assert "didn't change" in _dvc(repo, "repro")  # nothing to do after the flow
+    assert "didn't change" in dvc(repo, "repro")  # nothing to do after the flow
     clone = tmp_path_factory.mktemp("clone") / "repo"
-    _git(repo.parent, "clone", "-q", str(repo), str(clone))
-    _dvc(clone, "cache", "dir", str(repo / ".dvc" / "cache"))
+    git(repo.parent, "clone", "-q", str(repo), str(clone))
+    dvc(clone, "cache", "dir", str(repo / ".dvc" / "cache"))
     store = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo.resolve().as_posix()}/mlflow.db"}
-    out = _dvc(clone, "repro", env=store)
+    out = dvc(clone, "repro", env=store)
     for stage in ("synth", "dataset", "split", "train", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run" in out, out
     ours = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -270,7 +207,7 @@ def test_dvc_repro_in_a_fresh_clone_agrees_with_the_flow(
     ).read_text()
     registry = json.loads((clone / "reports/registry.json").read_text())
     assert registry["version"] == "1"  # the same run: no second version
-    assert "up to date" in _dvc(clone, "status")
+    assert "up to date" in dvc(clone, "status")
 
 
 def test_one_param_change_reruns_only_the_stage_that_reads_it(flow_run: dict) -> None:
@@ -278,13 +215,13 @@ def test_one_param_change_reruns_only_the_stage_that_reads_it(flow_run: dict) ->
     from mlflow import MlflowClient
 
     repo = flow_run["repo"]
-    _set(repo / "params.yaml", {("evaluate", "worst_k"): 1})
-    assert "evaluate.worst_k" in _dvc(repo, "params", "diff")
-    out = _dvc(repo, "repro")
+    set_params(repo / "params.yaml", {("evaluate", "worst_k"): 1})
+    assert "evaluate.worst_k" in dvc(repo, "params", "diff")
+    out = dvc(repo, "repro")
     assert "Running stage 'evaluate'" in out
     for stage in ("synth", "dataset", "split", "preprocess", "train", "register"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")
     # `segcore evaluate` resumed the training's run in its own process.
     params = load_params(repo / "params.yaml")
     client = MlflowClient(tracking.resolve_tracking_uri(params.tracking, repo))
@@ -300,10 +237,10 @@ def test_flow_trains_with_torchrun_when_nproc_is_two(flow_run: dict) -> None:
     from flows.pipeline import segmentation_pipeline
 
     repo = flow_run["repo"]
-    _set(repo / "params.yaml", {("train", "nproc"): 2})
+    set_params(repo / "params.yaml", {("train", "nproc"): 2})
     statuses = segmentation_pipeline(repo=str(repo))
     assert statuses["train"] == "ran" and statuses["preprocess"] == "skipped"
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")
     params = load_params(repo / "params.yaml")
     client = MlflowClient(tracking.resolve_tracking_uri(params.tracking, repo))
     run_id = json.loads((repo / "models" / tracking.RUN_FILE).read_text())["run_id"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_pipeline import _dvc, _git, _set, make_repo
+from pipeline_repo import dvc, git, make_repo, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +40,20 @@ def test_push_then_pull_into_a_fresh_clone_restores_data_samples_and_models(
     tmp_path: Path,
 ) -> None:
     repo = make_repo(tmp_path / "repo")
-    _set(repo / "params.yaml", {("train", "num_epochs"): 1})
+    set_params(repo / "params.yaml", {("train", "num_epochs"): 1})
     remote = tmp_path / "remote"
-    _dvc(repo, "remote", "add", "-d", "shared", str(remote))
-    _dvc(repo, "repro", "train", env={"MLFLOW_TRACKING_URI": ""})  # the repo's sqlite store
-    assert "Cache and remote 'shared' are in sync" not in _dvc(repo, "status", "--cloud")
-    _dvc(repo, "push")
-    assert "Cache and remote 'shared' are in sync" in _dvc(repo, "status", "--cloud")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "trained")
+    dvc(repo, "remote", "add", "-d", "shared", str(remote))
+    dvc(repo, "repro", "train", env={"MLFLOW_TRACKING_URI": ""})  # the repo's sqlite store
+    assert "Cache and remote 'shared' are in sync" not in dvc(repo, "status", "--cloud")
+    dvc(repo, "push")
+    assert "Cache and remote 'shared' are in sync" in dvc(repo, "status", "--cloud")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "trained")
 
     clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
     assert not (clone / "models").exists() and not (clone / "data" / "preprocessed").exists()
-    _dvc(clone, "pull", "--with-deps", "train")  # the trained model and all it came from
+    dvc(clone, "pull", "--with-deps", "train")  # the trained model and all it came from
 
     for rel in RESTORED:
         ours, theirs = _files(repo, rel), _files(clone, rel)
@@ -64,4 +64,4 @@ def test_push_then_pull_into_a_fresh_clone_restores_data_samples_and_models(
     assert len(samples) == 12
     assert (clone / "models/best/model.safetensors").is_file()
     assert not (clone / ".dvc" / "cache").samefile(repo / ".dvc" / "cache")
-    assert "up to date" in _dvc(clone, "status", "--with-deps", "train")
+    assert "up to date" in dvc(clone, "status", "--with-deps", "train")

@@ -15,9 +15,7 @@ default it retries for minutes, which a real run wants for a short outage).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 import servers
 import yaml
 from conftest import run_segcore
-from test_pipeline import _dvc, _set, make_repo
+from pipeline_repo import dvc, dvc_process, make_repo, set_params
 
 from segcore import tracking
 from segcore.params import Params, TrackingParams
@@ -108,17 +106,7 @@ def test_flow_against_a_dead_server_fails_before_any_stage(
 
 
 def _dvc_may_fail(repo: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full = {**os.environ, **QUICK_CLIENT, **env}
-    full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full['PATH']}"
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=full,
-        timeout=600,
-        check=False,
-    )
+    return dvc_process(repo, *args, env={**QUICK_CLIENT, **env})
 
 
 def _server(folder: Path) -> servers.Server:
@@ -140,7 +128,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """
     base = tmp_path_factory.mktemp("outage")
     repo = make_repo(base / "repo")
-    _set(repo / "params.yaml", {("train", "num_epochs"): 1})
+    set_params(repo / "params.yaml", {("train", "num_epochs"): 1})
     lost = base / "lost"
     history = lost / "reports" / "train_history.csv"
     history.parent.mkdir(parents=True)
@@ -155,9 +143,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 run.save(lost / "models" / tracking.RUN_FILE)
                 callback = run.callback()
                 callback.on_epoch_end(1, {"epoch": 1, "loss": 0.9, "val_mean_iou": 0.3})
-                _dvc(
-                    repo, "repro", "train", env={**QUICK_CLIENT, "MLFLOW_TRACKING_URI": server.url}
-                )
+                dvc(repo, "repro", "train", env={**QUICK_CLIENT, "MLFLOW_TRACKING_URI": server.url})
                 server.stop()
                 # The store is gone: training goes on, neither the epoch nor the end raises.
                 callback.on_epoch_end(2, {"epoch": 2, "loss": 0.7, "val_mean_iou": 0.4})
@@ -198,7 +184,7 @@ def test_server_down_after_training_fails_fast_and_keeps_every_file(outage: dict
     for kept in ("models/best/model.safetensors", "reports/train_history.csv"):
         assert (repo / kept).is_file(), kept
     assert (repo / "reports/metrics.json").is_file()  # evaluated before it tried to log
-    assert "up to date" in _dvc(repo, "status", "--with-deps", "train")  # training recorded
+    assert "up to date" in dvc(repo, "status", "--with-deps", "train")  # training recorded
     assert outage["callback"].lost is not None
 
 
@@ -238,6 +224,6 @@ def test_register_later_logs_what_is_missing_and_the_pipeline_agrees(
     assert client.get_model_version_by_alias("segcore-pills", "champion").run_id == run_id
 
     # The pipeline agrees: evaluate and register run again, with no second version.
-    _dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": back})
+    dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": back})
     assert json.loads((repo / "reports/registry.json").read_text())["version"] == "1"
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import servers
 import yaml
-from test_pipeline import _dvc, _git, _set, make_repo
+from pipeline_repo import dvc, git, make_repo, set_params
 
 from segcore import tracking
 from segcore.params import load_params
@@ -45,8 +45,8 @@ def mlflow_on_postgres(
     )
     try:
         repo = make_repo(folder / "repo")
-        _set(repo / "params.yaml", {("train", "num_epochs"): 1})
-        _dvc(repo, "repro", "preprocess")  # no tracking yet
+        set_params(repo / "params.yaml", {("train", "num_epochs"): 1})
+        dvc(repo, "repro", "preprocess")  # no tracking yet
         yield {
             "url": server.url,
             "artifacts": folder / "artifacts",
@@ -63,7 +63,7 @@ def pipeline_repo(mlflow_on_postgres: dict) -> Path:
     """The tiny pipeline repository after ``dvc repro`` against the server."""
     servers.wait_healthy(mlflow_on_postgres["server"], f"{mlflow_on_postgres['url']}/health")
     repo = mlflow_on_postgres["repo"]
-    _dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": mlflow_on_postgres["url"]})
+    dvc(repo, "repro", env={"MLFLOW_TRACKING_URI": mlflow_on_postgres["url"]})
     return repo
 
 
@@ -93,7 +93,7 @@ def test_pipeline_logs_params_metrics_lineage_and_reports_to_the_server(
         if value >= 0:
             assert run.data.metrics[f"test/class_iou/{name}"] == pytest.approx(value)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert run.data.tags["mlflow.source.git.commit"] == _git(repo, "rev-parse", "HEAD").strip()
+    assert run.data.tags["mlflow.source.git.commit"] == git(repo, "rev-parse", "HEAD").strip()
     assert run.data.tags["dvc.preprocessed.md5"] == lock["stages"]["preprocess"]["outs"][0]["md5"]
     assert run.data.tags["train.processes"] == "1"
     listed = {a.path for a in client.list_artifacts(run_id, "reports")}

@@ -19,7 +19,7 @@ import time
 import pytest
 import servers
 import yaml
-from test_pipeline import _dvc, _git, _set, make_repo
+from pipeline_repo import dvc, git, make_repo, set_params
 
 from segcore import tracking
 
@@ -52,9 +52,9 @@ def worker_run(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> di
     shutil.copytree(
         servers.ROOT / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__")
     )
-    _set(repo / "params.yaml", SCALED_OUT)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "scaled out")
+    set_params(repo / "params.yaml", SCALED_OUT)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "scaled out")
     env = servers.prefect_env(base / "home", prefect_api)
     for cmd in (
         [str(servers.BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"],
@@ -122,7 +122,7 @@ def test_worker_runs_the_deployed_flow_to_completion(worker_run: dict) -> None:
     assert flow_run.state is not None, worker_run["worker_log"]
     assert flow_run.state.is_completed(), worker_run["worker_log"]
     assert flow_run.work_pool_name == POOL and flow_run.deployment_id is not None
-    assert "up to date" in _dvc(repo, "status")
+    assert "up to date" in dvc(repo, "status")
     assert (repo / "reports/registry.json").is_file()
     assert (repo / "models/best/model.safetensors").is_file()
 
