@@ -66,7 +66,8 @@ def cluster_task_runner(cluster: ClusterParams, workers: int) -> TaskRunner:
     """The task runner for ``preprocess.cluster``: Dask or Ray, at ``address`` or local.
 
     A local Dask cluster has ``workers`` processes (0: one per CPU core) of one thread
-    each, listening on loopback only, without a dashboard.
+    each, listening on loopback only, without a dashboard; a local Ray instance gets
+    ``workers`` CPUs (so as many shards at once), without a dashboard.
 
     Raises:
         ParamsError: ``runner`` is ``local`` (nothing to run on), or ``ray`` without
@@ -95,7 +96,11 @@ def cluster_task_runner(cluster: ClusterParams, workers: int) -> TaskRunner:
                 "preprocess.cluster.runner is ray but prefect-ray is not installed; run "
                 "`.venv/bin/pip install prefect-ray` or use runner: dask"
             ) from None
-        return RayTaskRunner(address=cluster.address) if cluster.address else RayTaskRunner()
+        if cluster.address:
+            return RayTaskRunner(address=cluster.address)
+        return RayTaskRunner(
+            init_kwargs={"num_cpus": resolve_workers(workers), "include_dashboard": False}
+        )
     raise ParamsError(
         "preprocess.cluster.runner is local: the stage runs in local worker processes; "
         "set it to dask or ray to use a cluster"

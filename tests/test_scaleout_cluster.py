@@ -1,13 +1,16 @@
-"""Preprocessing as sample shards over Prefect's Dask task runner gives the local run's files.
+"""Preprocessing as sample shards over Prefect's Dask and Ray task runners gives the local
+run's files.
 
 The preprocess stage runs once in this process and once through
-:func:`flows.cluster.preprocess_on_cluster` on a local Dask cluster of two worker
-processes (each shard a Prefect task, reported to a real ``prefect server``); every file
-under the two output folders must be byte for byte the same.
+:func:`flows.cluster.preprocess_on_cluster` on a local cluster of two workers (Dask
+worker processes, or a Ray instance with two CPUs; each shard a Prefect task, reported to
+a real ``prefect server``); every file under the two output folders must be byte for byte
+the same.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,8 +41,9 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_shards_on_a_local_dask_cluster_write_the_same_bytes_as_a_local_run(
-    pills_split: Path, prefect_api: str, tmp_path: Path
+@pytest.mark.parametrize("runner", ["dask", "ray"])
+def test_shards_on_a_local_cluster_write_the_same_bytes_as_a_local_run(
+    runner: str, pills_split: Path, prefect_api: str, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -50,14 +54,16 @@ def test_shards_on_a_local_dask_cluster_write_the_same_bytes_as_a_local_run(
     )
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_dask import DaskTaskRunner
+    from prefect_ray import RayTaskRunner
 
     from flows.cluster import SUBFLOW_NAME, cluster_task_runner, preprocess_on_cluster
     from segcore.stages import run_preprocess
 
     local = run_preprocess(_params(pills_split, "local", ClusterParams(), 1), tmp_path)
-    dask = ClusterParams(runner="dask", shard_size=SHARD_SIZE)
-    params = _params(pills_split, "dask", dask, 2)
-    assert isinstance(cluster_task_runner(dask, 2), DaskTaskRunner)
+    cluster = ClusterParams(runner=runner, shard_size=SHARD_SIZE)
+    params = _params(pills_split, runner, cluster, 2)
+    expected_runner = {"dask": DaskTaskRunner, "ray": RayTaskRunner}[runner]
+    assert isinstance(cluster_task_runner(cluster, 2), expected_runner)
     with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
         result = preprocess_on_cluster(params, tmp_path)
         with get_client(sync_client=True) as client:
@@ -74,7 +80,7 @@ def test_shards_on_a_local_dask_cluster_write_the_same_bytes_as_a_local_run(
     shard_runs = [t for t in tasks if t.name.startswith("preprocess-shard")]
     assert len(shard_runs) == 2 * len(shards(range(n), SHARD_SIZE))
     assert all(t.state is not None and t.state.is_completed() for t in shard_runs)
-    ours, theirs = _tree(tmp_path / "local"), _tree(tmp_path / "dask")
+    ours, theirs = _tree(tmp_path / "local"), _tree(tmp_path / runner)
     assert len(ours) == n + 1  # the samples and dataset.parquet
     assert theirs.keys() == ours.keys()
     assert [name for name in ours if ours[name] != theirs[name]] == []
@@ -87,13 +93,13 @@ def test_shards_cut_jobs_in_order() -> None:
         shards([1], 0)
 
 
-def test_cluster_runner_settings_that_cannot_run_say_what_to_do() -> None:
+def test_cluster_runner_settings_that_cannot_run_say_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from flows.cluster import cluster_task_runner
 
     with pytest.raises(ParamsError, match="set it to dask or ray"):
         cluster_task_runner(ClusterParams(), 1)
-    try:
-        import prefect_ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(ParamsError, match="pip install prefect-ray"):
-            cluster_task_runner(ClusterParams(runner="ray"), 1)
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # as if it were not installed
+    with pytest.raises(ParamsError, match="pip install prefect-ray"):
+        cluster_task_runner(ClusterParams(runner="ray"), 1)
