@@ -43,7 +43,11 @@ def _tree(folder: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["dask", "ray"])
 def test_shards_on_a_local_cluster_write_the_same_bytes_as_a_local_run(
-    runner: str, pills_split: Path, prefect_api: str, tmp_path: Path
+    runner: str,
+    pills_split: Path,
+    prefect_api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -59,6 +63,7 @@ def test_shards_on_a_local_cluster_write_the_same_bytes_as_a_local_run(
     from flows.cluster import SUBFLOW_NAME, cluster_task_runner, preprocess_on_cluster
     from segcore.stages import run_preprocess
 
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # the test machine stays offline
     local = run_preprocess(_params(pills_split, "local", ClusterParams(), 1), tmp_path)
     cluster = ClusterParams(runner=runner, shard_size=SHARD_SIZE)
     params = _params(pills_split, runner, cluster, 2)
