@@ -56,3 +56,6 @@ COL_DOMAIN_ROI: Final = "domain_roi"
 DATASET_FILE: Final = "dataset.parquet"
 BUNDLE_WEIGHTS: Final = "model.safetensors"
 BUNDLE_CONFIG: Final = "model.json"
+
+REGISTRY_FILE: Final = "registry.json"
+"""The register stage's record of its decision, in ``evaluate.report_dir``."""

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segcore.constants import REGISTRY_FILE
 from segcore.dvc_stage import StageOutcome
 from segcore.params import Params
 from segcore.report import METRICS_FILE, REPORT_MD
-
-REGISTRY_FILE = "registry.json"
-"""The register stage's record of its decision, in ``evaluate.report_dir``."""
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from segcore.constants import SPLITS
+from segcore.constants import REGISTRY_FILE, SPLITS
 from segcore.errors import SegcoreError
 from segcore.io import write_json_atomic
 from segcore.params import Params
-from segcore.results import REGISTRY_FILE
 
 if TYPE_CHECKING:
     from segcore.parallel import JobMap

@@ -194,8 +194,8 @@ def _catch_up_history(run: TrackedRun, history: Path) -> int:
 
 
 def _catch_up_evaluation(run: TrackedRun, params: Params, report_dir: Path) -> bool:
+    from segcore.constants import REGISTRY_FILE
     from segcore.report import METRICS_FILE
-    from segcore.stages import REGISTRY_FILE
     from segcore.tracking import TrackingError, metric_name
 
     split = params.evaluate.split

@@ -33,6 +33,25 @@ def test_project_params_file_mirrors_the_defaults_of_the_data_sections() -> None
         assert set(raw[section]) == set(type(getattr(params, section)).model_fields), section
 
 
+def _leaf_keys(tree: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            keys |= _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def test_project_params_file_spells_out_every_parameter() -> None:
+    # DVC sees only params.yaml: a key left to the code's default could change a stage's
+    # outputs (with a new default) while DVC calls the stage up to date.
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    every = Params().model_dump(by_alias=True)
+    assert sorted(_leaf_keys(every) - _leaf_keys(raw)) == []
+    assert sorted(_leaf_keys(raw) - _leaf_keys(every)) == []
+
+
 def test_every_problem_is_reported_at_once_with_key_and_fix(tmp_path: Path) -> None:
     text = _problems(
         tmp_path,
