@@ -32,6 +32,7 @@ from segcore.errors import DatasetError, Problems
 from segcore.io import IMAGE_SUFFIXES, LABEL_SUFFIXES, list_images, read_image, read_label
 from segcore.params import MAX_CLASS_ID, class_list_problems
 from segcore.progress import track
+from segcore.transforms import value_counts
 
 COL_BIT_DEPTH = "image_bit_depth"
 """Bits per channel of the image file (8 or 16; 32 for float TIFF)."""
@@ -302,11 +303,11 @@ def _read_pair(pair: _Pair, class_ids: list[int] | None) -> tuple[dict | None, l
         )
     if class_ids is None:  # the class list itself is invalid (reported once, elsewhere)
         return None, errors
-    if label.min() < 0 or label.max() > MAX_CLASS_ID:
-        counts = None
+    counts = value_counts(label)
+    if counts is None:
         unknown = np.unique(label[(label < 0) | (label > MAX_CLASS_ID)])
     else:
-        counts = np.bincount(label.ravel(), minlength=max(class_ids) + 1)
+        counts = np.pad(counts, (0, max(0, max(class_ids) + 1 - len(counts))))
         unknown = np.setdiff1d(np.flatnonzero(counts), class_ids)
     if unknown.size:
         shown = ", ".join(str(v) for v in unknown[:20]) + (" ..." if unknown.size > 20 else "")

@@ -25,13 +25,10 @@ from segcore.constants import (
     NORM_NONE,
 )
 from segcore.errors import DatasetError, ParamsError
-from segcore.params import PreprocessParams
+from segcore.params import MAX_CLASS_ID, PreprocessParams
 
 Roi = Sequence[int]
 """A rectangle ``[row1, col1, row2, col2]``, corners inclusive, in pixels."""
-
-MAX_CLASS_ID = 65535
-"""Largest class id a label image may hold (labels are stored as uint16)."""
 
 _RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 """Pixel types OpenCV resizes with area / bilinear filtering; others go through float32."""
