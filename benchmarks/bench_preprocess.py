@@ -35,10 +35,7 @@ from typing import TYPE_CHECKING
 # Heavy imports live inside the functions: worker processes import this script again as
 # their main module, and should not pay for pandas or psutil.
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-
     from segcore.dldataset import DLDataset
-    from segcore.parallel import J, JobMap, R
     from segcore.params import PreprocessParams
 
 SPLITS = ("train", "train", "train", "validation", "test")
@@ -120,35 +117,19 @@ def throughput(table: Path, out: Path, workers: int, *, in_worker: bool = False)
 def time_child(table: str, out: str, mode: str) -> None:
     """``--time-run``: one timed run in this fresh process; prints images/s."""
     from segcore.dldataset import DLDataset
+    from segcore.parallel import WorkerPool
     from segcore.preprocess import run_preprocess
-
-    ds = DLDataset.load(table)
-    workers = 1 if mode == "worker" else int(mode)
-    start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        map_jobs = stack.enter_context(_one_worker_process()) if mode == "worker" else None
-        result = run_preprocess(
-            ds, _param(), out, workers=workers, overwrite=True, map_jobs=map_jobs
-        )
-    assert result.written == len(ds)
-    print(len(ds) / (time.perf_counter() - start))
-
-
-@contextlib.contextmanager
-def _one_worker_process() -> Iterator[JobMap]:
-    """A job map running every job in one worker process, in chunks like the pool."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from segcore.preprocess_jobs import init_worker
 
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=init_worker) as executor:
-
-        def map_jobs(fn: Callable[[J], R], jobs: Sequence[J], description: str) -> Iterator[R]:
-            return executor.map(fn, jobs, chunksize=16)
-
-        yield map_jobs
+    ds = DLDataset.load(table)
+    start = time.perf_counter()
+    if mode == "worker":  # the stage's own pool, made to use its one worker process
+        with WorkerPool(1, init_worker, in_process=False) as pool:
+            result = run_preprocess(ds, _param(), out, overwrite=True, map_jobs=pool.map)
+    else:
+        result = run_preprocess(ds, _param(), out, workers=int(mode), overwrite=True)
+    assert result.written == len(ds)
+    print(len(ds) / (time.perf_counter() - start))
 
 
 def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, float]:

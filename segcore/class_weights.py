@@ -27,11 +27,11 @@ def count_class_pixels(label: np.ndarray, class_ids: Sequence[int]) -> np.ndarra
     """
     ids = np.asarray(class_ids, dtype=np.int64)
     label = np.asarray(label)
-    counts = value_counts(label)
+    size = int(ids.max()) + 1
+    counts = value_counts(label, minlength=size)
     if counts is None:  # negative or huge values: count only the non-negative ones
         flat = label.ravel()
-        counts = np.bincount(flat[flat >= 0])
-    counts = np.pad(counts, (0, max(0, int(ids.max()) + 1 - len(counts))))
+        counts = np.bincount(flat[flat >= 0], minlength=size)
     return counts[ids].astype(np.int64)
 
 

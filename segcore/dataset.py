@@ -303,11 +303,10 @@ def _read_pair(pair: _Pair, class_ids: list[int] | None) -> tuple[dict | None, l
         )
     if class_ids is None:  # the class list itself is invalid (reported once, elsewhere)
         return None, errors
-    counts = value_counts(label)
+    counts = value_counts(label, minlength=max(class_ids) + 1)
     if counts is None:
         unknown = np.unique(label[(label < 0) | (label > MAX_CLASS_ID)])
     else:
-        counts = np.pad(counts, (0, max(0, max(class_ids) + 1 - len(counts))))
         unknown = np.setdiff1d(np.flatnonzero(counts), class_ids)
     if unknown.size:
         shown = ", ".join(str(v) for v in unknown[:20]) + (" ..." if unknown.size > 20 else "")

@@ -85,6 +85,8 @@ class WorkerPool:
     Args:
         workers: worker processes; 0 means one per CPU core.
         initializer: run once in every worker process before its first job.
+        in_process: ``False`` sends jobs to worker processes even with one worker (to
+            compare like with like); by default one worker, or one job, runs here.
 
     Use as a context manager; the workers stop when it exits::
 
@@ -93,9 +95,16 @@ class WorkerPool:
                 ...
     """
 
-    def __init__(self, workers: int, initializer: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        initializer: Callable[[], None] | None = None,
+        *,
+        in_process: bool | None = None,
+    ) -> None:
         self.workers = resolve_workers(workers)
         self._initializer = initializer
+        self._in_process = in_process
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Self:
@@ -139,7 +148,10 @@ class WorkerPool:
         """
         with make_progress() as progress:
             task = progress.add_task(description, total=len(jobs))
-            if self.workers == 1 or len(jobs) <= 1:
+            in_process = self._in_process
+            if in_process is None:
+                in_process = self.workers == 1 or len(jobs) <= 1
+            if in_process:
                 for job in jobs:
                     yield fn(job)
                     progress.advance(task)

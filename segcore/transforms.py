@@ -235,24 +235,25 @@ _EXACT_HISTOGRAM_PIXELS = 2**24
 """OpenCV counts in float32, exact up to 2**24 per bin: larger images use ``np.bincount``."""
 
 
-def value_counts(label: np.ndarray) -> np.ndarray | None:
+def value_counts(label: np.ndarray, minlength: int = 0) -> np.ndarray | None:
     """``counts[v]`` = pixels of value ``v`` in a label image, for ``v`` in ``0..max``
-    (int64); ``None`` when it holds negative values or values above ``MAX_CLASS_ID``.
+    (at least ``minlength`` entries, int64); ``None`` when it holds negative values or
+    values above ``MAX_CLASS_ID``.
 
     8- and 16-bit images are counted by OpenCV without a copy; ``np.bincount`` would first
     widen every pixel to int64 (8x the image's memory, for every image).
     """
     if label.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(minlength, dtype=np.int64)
     if label.dtype in (np.uint8, np.uint16) and label.size < _EXACT_HISTOGRAM_PIXELS:
         plane = np.ascontiguousarray(label).reshape(label.shape[0], -1)
-        top = int(cv2.minMaxLoc(plane)[1])
-        hist = cv2.calcHist([plane], [0], None, [top + 1], [0, top + 1])
+        bins = max(int(cv2.minMaxLoc(plane)[1]) + 1, minlength)
+        hist = cv2.calcHist([plane], [0], None, [bins], [0, bins])
         return hist.ravel().astype(np.int64)
     lo, hi = int(label.min()), int(label.max())
     if lo < 0 or hi > MAX_CLASS_ID:
         return None
-    return np.bincount(label.ravel(), minlength=hi + 1).astype(np.int64, copy=False)
+    return np.bincount(label.ravel(), minlength=max(hi + 1, minlength)).astype(np.int64)
 
 
 def label_values(label: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from segcore.class_weights import calculate_class_weights
 from segcore.dldataset import DLDataset
 from segcore.errors import DatasetError, ParamsError
 from segcore.io import read_image, write_image_atomic
+from segcore.parallel import WorkerPool
 from segcore.params import ClassWeightParams, PreprocessParams
 from segcore.preprocess import preprocess_dataset, preprocess_samples, run_preprocess
 from segcore.preprocess_jobs import stored_info
@@ -187,6 +188,18 @@ def test_workers_write_identical_files(ds: DLDataset, tmp_path: Path) -> None:
     preprocess_dataset(ds, PARAM, tmp_path / "two", workers=2)
     for p in sorted((tmp_path / "one").rglob("*.*")):
         assert p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one")).read_bytes()
+
+
+def _pid(job: int) -> int:
+    return os.getpid()
+
+
+def test_one_worker_runs_here_unless_told_to_use_its_process() -> None:
+    with WorkerPool(1) as pool:
+        assert set(pool.map(_pid, [1, 2], "here")) == {os.getpid()}
+    with WorkerPool(1, in_process=False) as pool:
+        (worker,) = set(pool.map(_pid, [1, 2, 3], "there"))
+    assert worker != os.getpid()
 
 
 def test_workers_keep_freed_memory_on_glibc() -> None:
