@@ -26,9 +26,9 @@ os.environ.setdefault("SEGCORE_PROGRESS", "0")
 
 import cv2
 
-from segcore.dataset import read_dataset
-from segcore.io import read_image, read_label
-from segcore.synth import CLASS_NAMES, generate_pills
+from segcore.common.io import read_image, read_label
+from segcore.data.read import read_dataset
+from segcore.data.synth import CLASS_NAMES, generate_pills
 
 
 def _best(fn: Callable[[], object], repeats: int) -> float:

@@ -55,15 +55,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("SEGCORE_PROGRESS", "0")
 
-    from segcore.bundle import BundleConfig, save_bundle
-    from segcore.infer import load_model
-    from segcore.infer_files import run_inference
-    from segcore.io import list_images, read_image
-    from segcore.models import create_model
-    from segcore.onnx_export import export_onnx
+    from segcore.common.io import list_images, read_image
+    from segcore.data.synth import generate_pills
+    from segcore.infer.apply import load_model
+    from segcore.infer.files import run_inference
+    from segcore.infer.onnx import export_onnx
+    from segcore.model.bundle import BundleConfig, save_bundle
+    from segcore.model.factory import create_model
     from segcore.params import PreprocessParams
-    from segcore.synth import generate_pills
-    from segcore.transforms import preprocess_samples
+    from segcore.preprocess.transforms import preprocess_samples
 
     with tempfile.TemporaryDirectory(prefix="segcore-bench-") as tmp:
         root = Path(tmp)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 # Heavy imports live inside the functions: worker processes import this script again as
 # their main module, and should not pay for pandas or psutil.
 if TYPE_CHECKING:
-    from segcore.dldataset import DLDataset
+    from segcore.data.dldataset import DLDataset
     from segcore.params import PreprocessParams
 
 SPLITS = ("train", "train", "train", "validation", "test")
@@ -46,7 +46,7 @@ def make_images(root: Path, n: int, min_px: int, max_px: int, seed: int = 0) -> 
     import cv2
     import numpy as np
 
-    from segcore.io import write_image_atomic
+    from segcore.common.io import write_image_atomic
 
     rng = np.random.default_rng(seed)
     names = []
@@ -77,7 +77,7 @@ def make_dataset(root: Path, names: list[str], n: int) -> DLDataset:
     """A dataset of ``n`` samples cycling over the image files ``names``."""
     import pandas as pd
 
-    from segcore.dldataset import DLDataset
+    from segcore.data.dldataset import DLDataset
 
     rows = [
         {
@@ -100,7 +100,7 @@ def throughput(table: Path, out: Path, workers: int, *, in_worker: bool = False)
 
     ``workers=1`` runs the jobs in that process, as ``segcore preprocess --workers 1``
     does; with ``in_worker`` they run in one worker process instead (set up like every
-    worker: one OpenCV thread, see :func:`segcore.preprocess_jobs.init_worker`), which
+    worker: one OpenCV thread, see :func:`segcore.preprocess.jobs.init_worker`), which
     separates what the workers' set-up gains from what running in parallel gains.
     """
     shutil.rmtree(out, ignore_errors=True)
@@ -116,10 +116,10 @@ def throughput(table: Path, out: Path, workers: int, *, in_worker: bool = False)
 
 def time_child(table: str, out: str, mode: str) -> None:
     """``--time-run``: one timed run in this fresh process; prints images/s."""
-    from segcore.dldataset import DLDataset
-    from segcore.parallel import WorkerPool
-    from segcore.preprocess import run_preprocess
-    from segcore.preprocess_jobs import init_worker
+    from segcore.common.parallel import WorkerPool
+    from segcore.data.dldataset import DLDataset
+    from segcore.preprocess.jobs import init_worker
+    from segcore.preprocess.stage import run_preprocess
 
     ds = DLDataset.load(table)
     start = time.perf_counter()
@@ -134,8 +134,8 @@ def time_child(table: str, out: str, mode: str) -> None:
 
 def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, float]:
     """Mean seconds to decode an image and to load its preprocessed sample."""
-    from segcore.io import read_image
-    from segcore.samples import load_sample, sample_path
+    from segcore.common.io import read_image
+    from segcore.data.samples import load_sample, sample_path
 
     rows = ds.samples.head(n)
     t0 = time.perf_counter()
@@ -182,8 +182,8 @@ def peak_rss_of(cmd: list[str]) -> int:
 
 def memory_child(dataset: str, out: str, workers: int) -> None:
     """``--memory-run``: preprocess one dataset in a fresh process (measured from outside)."""
-    from segcore.dldataset import DLDataset
-    from segcore.preprocess import run_preprocess
+    from segcore.data.dldataset import DLDataset
+    from segcore.preprocess.stage import run_preprocess
 
     run_preprocess(DLDataset.load(dataset), _param(), out, workers=workers, overwrite=True)
 
@@ -208,7 +208,7 @@ def main() -> None:
         "--time-run", nargs=3, metavar=("DATASET", "OUT", "MODE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
-    from segcore.parallel import resolve_workers
+    from segcore.common.parallel import resolve_workers
 
     args.workers = resolve_workers(args.workers)
     if args.memory_run:

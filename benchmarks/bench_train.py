@@ -34,9 +34,9 @@ import torch
 
 def make_dataset(root: Path, n_train: int, size: int) -> Path:
     """A preprocessed dataset of random samples: ``n_train`` train, 2 validation."""
-    from segcore.dldataset import DLDataset
+    from segcore.data.dldataset import DLDataset
+    from segcore.data.samples import sample_path, save_sample
     from segcore.params import PreprocessParams
-    from segcore.samples import sample_path, save_sample
 
     rng = np.random.default_rng(0)
     rows = []
@@ -63,7 +63,7 @@ def make_dataset(root: Path, n_train: int, size: int) -> Path:
 
 def train_rate(dataset: Path, root: Path, params: Any) -> tuple[float, float]:
     """``train_model``: (samples/s of its best training epoch, of the whole call)."""
-    from segcore.train import train_model
+    from segcore.train.loop import train_model
 
     start = time.perf_counter()
     result = train_model(dataset, params, out_dir=root / "models", history_path=root / "h.csv")
@@ -78,11 +78,11 @@ def train_rate(dataset: Path, root: Path, params: Any) -> tuple[float, float]:
 
 def bare_rate(dataset: Path, params: Any, epochs: int, channels_last: bool, threads: int) -> float:
     """The bare loop: ready batches, forward, loss, backward, step; best epoch's samples/s."""
-    from segcore.data import load_split
-    from segcore.dldataset import DLDataset
-    from segcore.loss import weighted_cross_entropy
-    from segcore.models import create_model
-    from segcore.solver import make_optimizer
+    from segcore.data.dldataset import DLDataset
+    from segcore.model.factory import create_model
+    from segcore.train.data import load_split
+    from segcore.train.loss import weighted_cross_entropy
+    from segcore.train.solver import make_optimizer
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -118,9 +118,9 @@ def bare_rate(dataset: Path, params: Any, epochs: int, channels_last: bool, thre
 
 def data_path_ms(dataset: Path, params: Any, threads: int, repeats: int = 50) -> float:
     """Mean milliseconds of what ``train_model`` adds per batch: index gather + augmentation."""
-    from segcore.augment import augment_batch, grey_value_scale
-    from segcore.data import load_split
-    from segcore.dldataset import DLDataset
+    from segcore.data.dldataset import DLDataset
+    from segcore.train.augment import augment_batch, grey_value_scale
+    from segcore.train.data import load_split
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ stage's per-sample jobs, cut into shards of ``preprocess.cluster.shard_size``, t
 cluster at ``preprocess.cluster.address`` (or to a local cluster of ``preprocess.workers``
 processes started for the run). Both passes of the stage go there; this process alone
 computes the class weights and writes ``dataset.parquet`` at the end, so the files are
-byte-identical to a local run (see :mod:`segcore.preprocess`). The cluster's workers need
+byte-identical to a local run (see :mod:`segcore.preprocess.stage`). The cluster's workers need
 segcore installed and the data paths mounted where this process sees them.
 
 (Not ``flows/distributed.py``: a deployment loads ``flows/pipeline.py`` by its path, which
@@ -24,13 +24,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
-from segcore.errors import ParamsError
-from segcore.parallel import JobMap, resolve_workers, run_shard, shards
+from segcore.common.errors import ParamsError
+from segcore.common.parallel import JobMap, resolve_workers, run_shard, shards
+from segcore.common.progress import make_progress
 from segcore.params import ClusterParams, Params
-from segcore.preprocess_jobs import init_worker
-from segcore.progress import make_progress
-from segcore.stages import StageResult
-from segcore.stages import run_preprocess as preprocess_stage
+from segcore.pipeline.stages import StageResult
+from segcore.pipeline.stages import run_preprocess as preprocess_stage
+from segcore.preprocess.jobs import init_worker
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -42,12 +42,12 @@ SUBFLOW_NAME = "preprocess-shards"
 def shard_task(
     fn: Callable[[J], R], shard: Sequence[J], initializer: Callable[[], None] | None = None
 ) -> list[R]:
-    """One shard of jobs on a cluster worker (:func:`segcore.parallel.run_shard`)."""
+    """One shard of jobs on a cluster worker (:func:`segcore.common.parallel.run_shard`)."""
     return run_shard(fn, shard, initializer)
 
 
 def task_job_map(shard_size: int, initializer: Callable[[], None] | None = init_worker) -> JobMap:
-    """A :class:`~segcore.parallel.JobMap` that submits shards of ``shard_size`` jobs as
+    """A :class:`~segcore.common.parallel.JobMap` that submits shards of ``shard_size`` jobs as
     :func:`shard_task` runs to the task runner of the flow it is called in."""
 
     def map_jobs(fn: Callable[[J], R], jobs: Sequence[J], description: str) -> Iterator[R]:
@@ -117,7 +117,7 @@ def preprocess_shards(params: Params, root: str) -> StageResult[Any]:
 
 def preprocess_on_cluster(params: Params, workdir: str | Path = ".") -> StageResult[Any]:
     """Run the preprocess stage on the cluster of ``preprocess.cluster``: the stage function
-    the pipeline flow uses in place of :func:`segcore.stages.run_preprocess`."""
+    the pipeline flow uses in place of :func:`segcore.pipeline.stages.run_preprocess`."""
     runner = cluster_task_runner(params.preprocess.cluster, params.preprocess.workers)
     with _outside_task_run():
         return preprocess_shards.with_options(task_runner=runner)(params, str(workdir))

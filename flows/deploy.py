@@ -26,9 +26,9 @@ from uuid import UUID
 from prefect.schedules import Cron
 
 from flows.pipeline import segmentation_pipeline
-from segcore.errors import EXIT_USER_ERROR, ParamsError, SegcoreError
+from segcore.common.errors import EXIT_USER_ERROR, ParamsError, SegcoreError
 from segcore.params import Params, load_params
-from segcore.tracking import find_repo_root
+from segcore.tracking.run import find_repo_root
 
 ENTRYPOINT = "flows/pipeline.py:segmentation_pipeline"
 

@@ -2,7 +2,7 @@
 calls it stale, and recorded in DVC's lock and cache as ``dvc repro`` would.
 
 The flow holds DVC's repository lock from start to end (one pipeline run at a time per
-repository), runs the stages in ``dvc.yaml`` order through :mod:`segcore.stages`, tags
+repository), runs the stages in ``dvc.yaml`` order through :mod:`segcore.pipeline.stages`, tags
 the MLflow run with the flow run id, and publishes two artifacts: the evaluation measures
 as a table and the evaluation report as markdown. Tasks retry only on transient I/O
 errors; training never retries. All computation lives in segcore.
@@ -21,13 +21,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from segcore.dvc_stage import DvcPipeline, PipelineDefinitionError, StageOutcome, open_pipeline
-from segcore.io import quiet_opencv
+from segcore.common.io import quiet_opencv
 from segcore.params import Params, load_params
-from segcore.results import PipelineResults
-from segcore.stages import STAGES, TRACKED_STAGES, StageResult
-from segcore.tracking import TAG_FLOW_RUN, find_repo_root, resolve_tracking_uri
-from segcore.tracking_recovery import check_store
+from segcore.pipeline.dvc_stage import (
+    DvcPipeline,
+    PipelineDefinitionError,
+    StageOutcome,
+    open_pipeline,
+)
+from segcore.pipeline.results import PipelineResults
+from segcore.pipeline.stages import STAGES, TRACKED_STAGES, StageResult
+from segcore.tracking.catch_up import check_store
+from segcore.tracking.run import TAG_FLOW_RUN, find_repo_root, resolve_tracking_uri
 
 FLOW_NAME = "segmentation_pipeline"
 NO_RETRY_STAGES = frozenset({"train"})

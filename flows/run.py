@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from segcore.errors import EXIT_USER_ERROR, SegcoreError
+from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
+from segcore.evaluate.report import REPORT_HTML
 from segcore.params import load_params
-from segcore.report import REPORT_HTML
-from segcore.results import PipelineResults
-from segcore.tracking import find_repo_root, resolve_tracking_uri
+from segcore.pipeline.results import PipelineResults
+from segcore.tracking.run import find_repo_root, resolve_tracking_uri
 
 
 def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:

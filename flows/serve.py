@@ -21,9 +21,9 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
 from flows.pipeline import segmentation_pipeline
-from segcore.errors import SegcoreError
+from segcore.common.errors import SegcoreError
 from segcore.params import Params, load_params
-from segcore.tracking import find_repo_root
+from segcore.tracking.run import find_repo_root
 
 SERVER_PORT = 4200
 """Port of the local Prefect server (API and UI) when ``PREFECT_API_URL`` is not set."""

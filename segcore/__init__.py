@@ -19,29 +19,29 @@ _EXPORTS = {
     "PreprocessParams": "segcore.params",
     "TrainParams": "segcore.params",
     # data
-    "DLDataset": "segcore.dldataset",
-    "SegcoreError": "segcore.errors",
-    "generate_pills": "segcore.synth",
-    "read_dataset": "segcore.dataset",
-    "dataset_stats": "segcore.stats",
-    "split_dataset": "segcore.split",
+    "DLDataset": "segcore.data.dldataset",
+    "SegcoreError": "segcore.common.errors",
+    "generate_pills": "segcore.data.synth",
+    "read_dataset": "segcore.data.read",
+    "dataset_stats": "segcore.data.stats",
+    "split_dataset": "segcore.data.split",
     # preprocessing
-    "preprocess_dataset": "segcore.preprocess",
-    "preprocess_samples": "segcore.preprocess",
-    "calculate_class_weights": "segcore.preprocess",
-    "generate_weight_images": "segcore.preprocess",
+    "preprocess_dataset": "segcore.preprocess.stage",
+    "preprocess_samples": "segcore.preprocess.stage",
+    "calculate_class_weights": "segcore.preprocess.stage",
+    "generate_weight_images": "segcore.preprocess.stage",
     # models and training
-    "create_model": "segcore.models",
-    "train_model": "segcore.train",
+    "create_model": "segcore.model.factory",
+    "train_model": "segcore.train.loop",
     # evaluation and inference
-    "evaluate_model": "segcore.evaluate",
-    "write_evaluation_report": "segcore.report",
-    "load_model": "segcore.infer",
-    "apply_model": "segcore.infer",
-    "run_inference": "segcore.infer_files",
-    "export_onnx": "segcore.onnx_export",
+    "evaluate_model": "segcore.evaluate.evaluation",
+    "write_evaluation_report": "segcore.evaluate.report",
+    "load_model": "segcore.infer.apply",
+    "apply_model": "segcore.infer.apply",
+    "run_inference": "segcore.infer.files",
+    "export_onnx": "segcore.infer.onnx",
     # registry
-    "register_model": "segcore.register",
+    "register_model": "segcore.tracking.register",
 }
 
 __all__ = ["__version__", *_EXPORTS]

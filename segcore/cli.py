@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from segcore.errors import EXIT_USER_ERROR, SegcoreError
+from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
 from segcore.params import DEFAULT_PARAMS_FILE, Params, load_params, override
 
 app = typer.Typer(
@@ -57,7 +57,7 @@ def synth(
     seed: Annotated[int | None, typer.Option(help="Random seed (synth.seed).")] = None,
 ) -> None:
     """Generate the synthetic pill dataset (images and label images)."""
-    from segcore.stages import run_synth
+    from segcore.pipeline.stages import run_synth
 
     params = _params(params_file)
     p = override(params.synth, out_dir=out_dir, num_images=num_images, seed=seed)
@@ -94,7 +94,7 @@ def dataset(
     ] = None,
 ) -> None:
     """Read images and label images into the dataset table (read_dl_dataset_segmentation)."""
-    from segcore.stages import run_dataset
+    from segcore.pipeline.stages import run_dataset
 
     params = _params(params_file)
     p = override(
@@ -130,7 +130,7 @@ def split(
     ] = None,
 ) -> None:
     """Split into train / validation / test, stratified by class presence (split_dl_dataset)."""
-    from segcore.stages import run_split
+    from segcore.pipeline.stages import run_split
 
     params = _params(params_file)
     p = override(
@@ -159,8 +159,8 @@ def stats(
     ] = Path("reports/dataset_stats.csv"),
 ) -> None:
     """Class pixel frequencies and per-split sample counts."""
-    from segcore.dldataset import DLDataset
-    from segcore.stats import dataset_stats, print_stats, write_stats
+    from segcore.data.dldataset import DLDataset
+    from segcore.data.stats import dataset_stats, print_stats, write_stats
 
     p = _params(params_file)
     if dataset_file is None:
@@ -206,7 +206,7 @@ def preprocess(
     gen_dl_segmentation_weight_images)."""
     from rich.table import Table
 
-    from segcore.stages import run_preprocess
+    from segcore.pipeline.stages import run_preprocess
 
     params = _params(params_file)
     p = override(
@@ -282,7 +282,7 @@ def train(
     """
     import os
 
-    from segcore.stages import run_train
+    from segcore.pipeline.stages import run_train
 
     params = _params(params_file)
     p = override(
@@ -348,7 +348,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model on one split and write metrics.json, plots and report.html
     (evaluate_dl_model, dev_display_segmentation_evaluation)."""
-    from segcore.stages import run_evaluate
+    from segcore.pipeline.stages import run_evaluate
 
     params = _params(params_file)
     p = override(
@@ -400,9 +400,9 @@ def infer(
     """Segment new images: per image the segmentation (class ids), confidence and overlay
     images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed.
     Without a params.yaml in the working directory the infer defaults apply."""
-    from segcore.errors import EXIT_PARTIAL_FAILURE
-    from segcore.infer import load_model
-    from segcore.infer_files import run_inference
+    from segcore.common.errors import EXIT_PARTIAL_FAILURE
+    from segcore.infer.apply import load_model
+    from segcore.infer.files import run_inference
     from segcore.params import InferParams
 
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
@@ -440,7 +440,7 @@ def export_onnx_command(
 ) -> None:
     """Export a bundle to ONNX (dynamic batch, and height/width where the network allows)
     for `segcore infer --backend onnx` and other runtimes."""
-    from segcore.onnx_export import describe, export_onnx
+    from segcore.infer.onnx import describe, export_onnx
 
     path = export_onnx(bundle, out_file, opset=opset)
     out.print(f"ONNX: {path} ({describe(path)})")
@@ -454,14 +454,14 @@ def export_onnx_command(
 def register(params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Register the evaluated model in MLflow (alias challenger) and move alias champion to
     it when its test measure (register.comparison_key) is at least the champion's."""
-    from segcore.stages import run_register
+    from segcore.pipeline.stages import run_register
 
     out.print(run_register(_params(params_file)).summary)
 
 
 def main() -> None:
     """Console-script entry point: user errors become a message and exit code 2."""
-    from segcore.io import quiet_opencv
+    from segcore.common.io import quiet_opencv
 
     quiet_opencv()
     try:

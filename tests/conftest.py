@@ -7,12 +7,10 @@ test asks only for the stage it needs. Everything runs offline on the CPU.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from servers import prefect_api  # noqa: F401  (one `prefect server` for the scale-out tests)
+from helpers.servers import prefect_api  # noqa: F401  (one `prefect server` for the scale-out tests)
 
 os.environ.setdefault("SEGCORE_PROGRESS", "0")
 
@@ -21,24 +19,10 @@ TINY_SIZE = 64
 """Network input size (pixels) of the tiny preprocessed dataset."""
 
 
-def run_segcore(
-    *args: str, cwd: Path | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run the real ``segcore`` command line in a subprocess (exit code, stdout, stderr)."""
-    return subprocess.run(
-        [sys.executable, "-m", "segcore.cli", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "SEGCORE_PROGRESS": "0", "COLUMNS": "200"},
-    )
-
-
 @pytest.fixture(scope="session")
 def pills_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with ``images/`` and ``labels/`` of 24 tiny synthetic pills."""
-    from segcore.synth import generate_pills
+    from segcore.data.synth import generate_pills
 
     out = tmp_path_factory.mktemp("pills_raw")
     generate_pills(out, **TINY)
@@ -48,8 +32,8 @@ def pills_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pills_split(pills_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of the split dataset table of :func:`pills_raw`."""
-    from segcore.dataset import read_dataset
-    from segcore.split import split_dataset
+    from segcore.data.read import read_dataset
+    from segcore.data.split import split_dataset
 
     ds = read_dataset(
         pills_raw / "images", pills_raw / "labels", ["good", "contamination", "crack"], [0, 1, 2]
@@ -61,9 +45,9 @@ def pills_split(pills_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="session")
 def pills_preprocessed(pills_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of the preprocessed dataset table (64 x 64 inputs, weight images for train)."""
-    from segcore.dldataset import DLDataset
+    from segcore.data.dldataset import DLDataset
     from segcore.params import PreprocessParams
-    from segcore.preprocess import preprocess_dataset
+    from segcore.preprocess.stage import preprocess_dataset
 
     out = tmp_path_factory.mktemp("pills_preprocessed")
     param = PreprocessParams(image_width=TINY_SIZE, image_height=TINY_SIZE)

@@ -1,0 +1,1 @@
+"""Shared building blocks every layer may use: constants, errors, atomic IO, image reading, progress, worker pools, display colours, devices."""

@@ -1,0 +1,273 @@
+"""Evaluation of a model on one split of the preprocessed dataset (HALCON: evaluate_dl_model).
+
+Predictions are compared with the preprocessed label images at network resolution, as
+HALCON does on preprocessed samples. Every pixel of the split is counted into one
+``(K, K)`` confusion matrix (rows predicted class, columns ground truth; ignore-class
+pixels and unknown label values removed), and every measure is derived from it with
+:mod:`segcore.evaluate.metrics` — never averaged per batch. A per-image mean IoU ranks the
+samples, and the worst ones are kept for the report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segcore.common.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_SAMPLE_FILE
+from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.common.progress import track
+from segcore.data.dldataset import DLDataset
+from segcore.data.samples import label_to_index, load_sample
+from segcore.evaluate.metrics import (
+    ALL,
+    compute_measures,
+    confusion_matrix_np,
+    mean_iou,
+    pixel_accuracy,
+    resolve_measures,
+)
+from segcore.infer.apply import SegModel, load_model
+
+_PREPROCESS_KEYS_THAT_MUST_MATCH = (
+    "image_width",
+    "image_height",
+    "image_num_channels",
+    "image_range_min",
+    "image_range_max",
+    "normalization_type",
+    "domain_handling",
+)
+
+
+@dataclass
+class EvaluatedSample:
+    """One evaluated sample at network resolution, kept for display.
+
+    Attributes:
+        image_id: the dataset's ``image_id``.
+        name: the image file name (or the sample file name).
+        mean_iou: mean IoU over the classes present in its ground truth.
+        image: ``(C, H, W)`` float32 network input.
+        label: ``(H, W)`` uint16 ground-truth class ids.
+        prediction: ``(H, W)`` uint16 predicted class ids.
+        confidence: ``(H, W)`` float32 probability of the predicted class.
+    """
+
+    image_id: int
+    name: str
+    mean_iou: float
+    image: np.ndarray
+    label: np.ndarray
+    prediction: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass
+class EvaluationResult:
+    """Measures of one split, the confusion matrix, and the per-image ranking.
+
+    Attributes:
+        split: the evaluated split.
+        measures: measure name -> value (scalars as float; ``class_*`` as lists in class
+            order with -1 for classes without ground truth; ``pixel_confusion_matrix``
+            as a nested list).
+        class_ids: class ids, in the order of the matrix rows / columns.
+        class_names: their names.
+        ignore_class_ids: class ids whose pixels were left out.
+        confusion_matrix: ``(K, K)`` int64 pixel counts, rows predicted, columns truth.
+        per_image: one row per image: ``image_id``, ``name``, ``mean_iou``,
+            ``pixel_accuracy``, ``pixels`` (evaluated pixels); ``mean_iou`` is NaN
+            where an image has no evaluated pixel.
+        worst: the lowest-ranked samples (ascending mean IoU), for the report.
+        seconds: wall time of the evaluation.
+    """
+
+    split: str
+    measures: dict[str, Any]
+    class_ids: list[int]
+    class_names: list[str]
+    ignore_class_ids: list[int]
+    confusion_matrix: np.ndarray
+    per_image: pd.DataFrame
+    worst: list[EvaluatedSample] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def num_images(self) -> int:
+        return len(self.per_image)
+
+    def scalar_measures(self) -> dict[str, float]:
+        """The scalar measures (``pixel_accuracy``, ``mean_iou``, ...)."""
+        return {k: float(v) for k, v in self.measures.items() if isinstance(v, int | float)}
+
+    def per_class(self, measure: str) -> dict[str, float]:
+        """``class_iou`` or ``class_pixel_accuracy`` as ``{class name: value}`` (-1: no GT)."""
+        values = compute_measures(self.confusion_matrix, [measure])[measure]
+        return dict(zip(self.class_names, values, strict=True))
+
+    def render(self) -> str:
+        """A few lines for the terminal."""
+        head = f"Evaluation on {self.num_images} {self.split} images ({self.seconds:.1f} s):"
+        lines = [head] + [f"  {k}: {v:.4f}" for k, v in self.scalar_measures().items()]
+        for measure in ("class_iou", "class_pixel_accuracy"):
+            if measure in self.measures:
+                pairs = ", ".join(f"{n} {v:.4f}" for n, v in self.per_class(measure).items())
+                lines.append(f"  {measure}: {pairs}")
+        return "\n".join(lines)
+
+
+def evaluate_model(
+    model_or_bundle: SegModel | str | os.PathLike[str],
+    dataset: DLDataset | str | os.PathLike[str],
+    *,
+    split: str = "test",
+    measures: Sequence[str] = (ALL,),
+    batch_size: int = 8,
+    device: str = "auto",
+    keep_worst: int = 6,
+) -> EvaluationResult:
+    """Evaluate a model on one split of a preprocessed dataset (HALCON: evaluate_dl_model).
+
+    Args:
+        model_or_bundle: a loaded model or a bundle directory.
+        dataset: the preprocessed dataset (or its Parquet file).
+        split: ``train``, ``validation`` or ``test``.
+        measures: measure names (see :data:`segcore.evaluate.metrics.ALL_MEASURES`); ``all`` is every one.
+        batch_size: samples per forward pass.
+        device: for a bundle: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        keep_worst: how many of the lowest-ranked samples to keep for display.
+
+    Raises:
+        DatasetError: the dataset is not preprocessed, the split is empty, or the dataset's
+            classes or preprocessing differ from the model's.
+        ParamsError: an unknown measure name.
+    """
+    try:
+        names = resolve_measures(measures)
+    except ValueError as err:
+        raise ParamsError(f"evaluate.measures: {err}") from None
+    ds = dataset if isinstance(dataset, DLDataset) else DLDataset.load(dataset)
+    model = (
+        model_or_bundle
+        if isinstance(model_or_bundle, SegModel)
+        else load_model(model_or_bundle, device=device)
+    )
+    samples = _check(ds, model, split)
+    ignore = sorted(
+        set(model.config.ignore_class_ids)
+        | set((ds.preprocess_param or {}).get("ignore_class_ids", []))
+    )
+    class_ids = list(model.config.class_ids)
+    k = len(class_ids)
+    start = time.perf_counter()
+    total = np.zeros((k, k), dtype=np.int64)
+    rows: list[dict[str, Any]] = []
+    worst: list[tuple[float, int, EvaluatedSample]] = []  # max-heap on mean IoU (negated)
+    ids = np.asarray(class_ids, dtype=np.uint16)
+    batches = _batches(ds, samples, batch_size)
+    for batch in track(batches, f"Evaluating {split}", total=-(-len(samples) // batch_size)):
+        images = np.stack([s["image"] for _, s in batch])
+        pred, conf = model.predict(images)
+        for (row, sample), p, c in zip(batch, pred, conf, strict=True):
+            target = label_to_index(sample["label"], class_ids, ignore)
+            m = confusion_matrix_np(p, target, k)
+            total += m
+            counted = int(m.sum())
+            miou = mean_iou(m) if counted else float("nan")
+            name = str(row.get(COL_IMAGE_FILE, row[COL_SAMPLE_FILE]))
+            image_id = int(row.get(COL_IMAGE_ID, len(rows)))
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "name": name,
+                    "mean_iou": miou,
+                    "pixel_accuracy": pixel_accuracy(m) if counted else float("nan"),
+                    "pixels": counted,
+                }
+            )
+            if keep_worst > 0 and counted:
+                kept = EvaluatedSample(
+                    image_id,
+                    name,
+                    miou,
+                    sample["image"],
+                    sample["label"],
+                    ids[p],
+                    c.astype(np.float32),
+                )
+                entry = (-miou, -len(rows), kept)
+                if len(worst) < keep_worst:
+                    heapq.heappush(worst, entry)
+                elif entry > worst[0]:
+                    heapq.heapreplace(worst, entry)
+    return EvaluationResult(
+        split=split,
+        measures=compute_measures(total, names),
+        class_ids=class_ids,
+        class_names=list(model.config.class_names),
+        ignore_class_ids=ignore,
+        confusion_matrix=total,
+        per_image=pd.DataFrame(
+            rows, columns=["image_id", "name", "mean_iou", "pixel_accuracy", "pixels"]
+        ),
+        worst=[e[2] for e in sorted(worst, key=lambda e: (-e[0], -e[1]))],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check(ds: DLDataset, model: SegModel, split: str) -> pd.DataFrame:
+    """The split's samples, after checking that dataset and model fit together."""
+    problems = Problems()
+    if ds.sample_dir is None or COL_SAMPLE_FILE not in ds.samples:
+        raise DatasetError(
+            "the dataset is not preprocessed (no sample files); run `segcore preprocess` "
+            "and evaluate its dataset.parquet"
+        )
+    if list(ds.class_ids) != list(model.config.class_ids):
+        problems.add(
+            f"the dataset's class_ids {ds.class_ids} differ from the model's "
+            f"{list(model.config.class_ids)}; evaluate a model trained on this dataset"
+        )
+    theirs = ds.preprocess_param or {}
+    ours = model.config.preprocess_param or {}
+    for key in _PREPROCESS_KEYS_THAT_MUST_MATCH:
+        if key in theirs and key in ours and theirs[key] != ours[key]:
+            problems.add(
+                f"preprocess_param {key}: dataset has {theirs[key]!r}, the model expects "
+                f"{ours[key]!r}; preprocess the data with the model's parameters"
+            )
+    problems.raise_if_any(DatasetError, "dataset and model do not fit together")
+    samples = ds.split(split)
+    if samples.empty:
+        counts = ds.samples["split"].value_counts().to_dict()
+        raise DatasetError(
+            f"split {split!r} has no samples (the dataset has {counts}); choose another split "
+            "or split again with other percentages"
+        )
+    return samples
+
+
+def _batches(
+    ds: DLDataset, samples: pd.DataFrame, batch_size: int
+) -> Iterator[list[tuple[dict[str, Any], dict[str, np.ndarray]]]]:
+    """Batches of ``(table row, loaded sample)``; a new batch starts when the size changes."""
+    assert ds.sample_dir is not None
+    batch: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+    for row in samples.to_dict("records"):
+        sample = load_sample(Path(ds.sample_dir) / row[COL_SAMPLE_FILE])
+        if batch and (
+            len(batch) == batch_size or batch[0][1]["image"].shape != sample["image"].shape
+        ):
+            yield batch
+            batch = []
+        batch.append((row, sample))
+    if batch:
+        yield batch

@@ -1,0 +1,1 @@
+"""The networks (compact U-Nets and segmentation-models-pytorch architectures) and the model bundle, the one model contract."""

@@ -1,0 +1,404 @@
+"""MLflow tracking of pipeline runs: one MLflow run per training, shared by later stages.
+
+The train stage starts the run (params, lineage tags, per-epoch metrics through
+:class:`MLflowCallback`) and writes its id to ``<train.out_dir>/mlflow_run.json``, a train
+output. Evaluate and register run as separate commands under ``dvc repro`` (or as tasks of
+the flow) and resume that run by reading the file, so one MLflow run holds the whole story
+of one model: params, curves, test measures, plots, report, the logged model and the
+registry decision.
+
+The store is ``sqlite:///<repo root>/mlflow.db`` unless ``tracking.tracking_uri`` or the
+``MLFLOW_TRACKING_URI`` environment variable (which wins) says otherwise; the path is always
+absolute, so stages started from other folders agree. Nothing here touches MLflow's global
+state except inside :meth:`TrackedRun.log_model`, which needs MLflow's fluent API and
+restores it afterwards.
+
+Metric names (step = epoch for the per-epoch ones): ``train/loss``, ``train/learning_rate``,
+... and ``validation/<measure>``, ``validation/class_iou/<class>`` from the training
+history; ``<split>/<measure>`` and ``<split>/<measure>/<class>`` from the evaluation (e.g.
+``test/mean_iou``, ``test/class_iou/crack``); ``register/...`` from the registry gate.
+Run names: ``<model>-<UTC time>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segcore.common.errors import SegcoreError
+from segcore.common.io import write_json_atomic
+from segcore.params import Params, TrackingParams, flatten
+from segcore.tracking.catch_up import check_store, is_store_unreachable, unless_store_lost
+from segcore.tracking.lineage import lineage_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_NOTHING_DONE = "Nothing was trained or logged."
+_FILES_KEPT = (
+    "The files of the stages that ran are kept; once the store answers, `segcore register` "
+    "logs what the run lacks and registers it (or run the pipeline again)."
+)
+_TRAINING_GOES_ON = "training goes on; `segcore register` logs the history file's epochs later"
+_RUN_LEFT_OPEN = "the run stays open; `segcore register` completes it from the files on disk"
+RUN_FILE = "mlflow_run.json"
+"""File in ``train.out_dir`` that names the MLflow run of that training."""
+DB_FILE = "mlflow.db"
+"""Default store, in the repository root."""
+ARTIFACTS_DIR = "mlartifacts"
+"""Artifact folder beside a sqlite store (new experiments only)."""
+MODEL_NAME = "model"
+"""Name of the logged pyfunc model inside a run."""
+TAG_FLOW_RUN = "prefect.flow_run_id"
+"""Tag with the id of the Prefect flow run that ran a stage (set by the flow)."""
+
+_MAX_BATCH = 100
+_MAX_PARAM_LEN = 6000
+_BAD_NAME_CHARS = re.compile(r"[^\w.\- /]")
+
+
+class TrackingError(SegcoreError):
+    """The MLflow store or run cannot be used as configured."""
+
+
+# --------------------------------------------------------------------------- where
+
+
+def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
+    """The nearest folder at or above ``start`` holding ``.dvc`` or ``.git`` (else ``start``)."""
+    start_path = Path(start).resolve()
+    for folder in (start_path, *start_path.parents):
+        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
+            return folder
+    return start_path
+
+
+def resolve_tracking_uri(tracking: TrackingParams, root: str | os.PathLike[str]) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else
+    ``sqlite:///<root>/mlflow.db``; relative sqlite paths are made absolute against ``root``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    uri = tracking.tracking_uri or f"sqlite:///{DB_FILE}"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + (Path(root).resolve() / uri[len(prefix) :]).as_posix()
+    return uri
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside the database; servers choose their own."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        return (Path(uri[len(prefix) :]).parent / ARTIFACTS_DIR).resolve().as_uri()
+    return None
+
+
+def metric_name(*parts: str) -> str:
+    """Join name parts with ``/``, replacing characters MLflow does not accept by ``_``."""
+    return "/".join(_BAD_NAME_CHARS.sub("_", str(p)) for p in parts)
+
+
+def history_metric_name(column: str) -> str:
+    """MLflow name of a training-history column: ``val_mean_iou`` -> ``validation/mean_iou``,
+    ``val_iou_crack`` -> ``validation/class_iou/crack`` (as the test split's), others
+    ``train/<column>``."""
+    if column.startswith("val_iou_"):
+        return metric_name("validation", "class_iou", column.removeprefix("val_iou_"))
+    if column.startswith("val_"):
+        return metric_name("validation", column.removeprefix("val_"))
+    return metric_name("train", column)
+
+
+def params_to_log(params: Params) -> dict[str, Any]:
+    """Every leaf of ``params.yaml`` under its YAML key (``register.model_name``, ...)."""
+    out: dict[str, Any] = {}
+    for name, field in type(params).model_fields.items():
+        out.update(flatten(getattr(params, name), f"{field.alias or name}."))
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """One MLflow run of the pipeline (see the module docstring).
+
+    Attributes:
+        client: a client on :attr:`tracking_uri`.
+        run_id: the MLflow run id.
+        experiment_id: its experiment.
+        tracking_uri: the store.
+    """
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (values as strings, cut to MLflow's 6000 characters)."""
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (replacing earlier values)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i : i + _MAX_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics at ``step``; values that are not finite numbers are left out."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        ]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + _MAX_BATCH])
+
+    def log_evaluation(self, split: str, measures: Mapping[str, Any]) -> dict[str, float]:
+        """Log evaluation measures as ``<split>/<measure>`` and ``<split>/<measure>/<class>``.
+
+        Args:
+            split: the evaluated split.
+            measures: ``metrics.json`` content: numbers, and per-class ``{name: value}``
+                dicts where -1 marks a class without ground truth (left out).
+
+        Returns:
+            the logged metrics.
+        """
+        flat: dict[str, float] = {}
+        for key, value in measures.items():
+            if isinstance(value, Mapping):
+                for cls, v in value.items():
+                    if isinstance(v, int | float) and v >= 0:
+                        flat[metric_name(split, key, cls)] = float(v)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                flat[metric_name(split, key)] = float(value)
+        self.log_metrics(flat)
+        return flat
+
+    def log_artifacts(self, files: Iterable[Path], artifact_path: str) -> None:
+        """Upload files under ``artifact_path`` of the run."""
+        for f in files:
+            self.client.log_artifact(self.run_id, str(f), artifact_path)
+
+    @contextlib.contextmanager
+    def global_uri(self) -> Iterator[None]:
+        """MLflow's global tracking URI set to this run's store while the body runs.
+
+        For the MLflow calls that read the global URI (logging models, resolving
+        ``models:/`` sources); the previous setting is restored afterwards.
+        """
+        import mlflow
+
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None resets
+
+    def log_model(self, bundle_dir: str | os.PathLike[str]) -> str:
+        """Log a model bundle as a pyfunc model with its image signature; returns its URI.
+
+        See :mod:`segcore.tracking.mlflow_model` for what the model takes and answers (the served
+        model runs on ``SEGCORE_SERVE_DEVICE``, default ``auto``).
+        """
+        import mlflow
+
+        from segcore.tracking.mlflow_model import log_pyfunc_model
+
+        with (
+            self.global_uri(),
+            mlflow.start_run(run_id=self.run_id, nested=mlflow.active_run() is not None),
+        ):
+            return log_pyfunc_model(Path(bundle_dir), name=MODEL_NAME)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's identity to ``path`` (JSON), for later stages to resume it."""
+        write_json_atomic(
+            path,
+            {"run_id": self.run_id, "experiment_id": self.experiment_id},
+        )
+        return Path(path)
+
+    def callback(self) -> MLflowCallback:
+        """A training callback that logs into this run."""
+        return MLflowCallback(self)
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:_MAX_PARAM_LEN]
+
+
+class MLflowCallback:
+    """Training callback (``segcore.train.loop`` protocol) that logs into a :class:`TrackedRun`.
+
+    ``on_train_start`` sets the info as ``train.<key>`` tags, ``on_epoch_end`` logs the
+    epoch's history row with ``step = epoch`` (names: :func:`history_metric_name`).
+    """
+
+    def __init__(self, run: TrackedRun) -> None:
+        self.run = run
+        self.lost: str | None = None
+        """Why logging stopped: the store stopped answering (training goes on; see
+        :mod:`segcore.tracking.catch_up`)."""
+
+    def on_train_start(self, info: Mapping[str, Any]) -> None:
+        self._log(
+            lambda: self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
+        )
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        row = {history_metric_name(k): v for k, v in metrics.items() if k not in ("epoch", "step")}
+        self._log(lambda: self.run.log_metrics(row, step=int(epoch)))
+
+    def _log(self, log_it: Callable[[], None]) -> None:
+        """Log, unless the store was lost: a lost store ends the logging, not the training."""
+        if self.lost is None:
+            self.lost = unless_store_lost(log_it, _TRAINING_GOES_ON)
+
+    def on_train_end(self, result: Any) -> None:
+        """Nothing to add: the bundles are logged by the evaluate stage."""
+
+
+def _client_and_experiment(params: Params, root: Path, hint: str) -> tuple[MlflowClient, str, str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(params.tracking, root)
+    check_store(uri, hint=hint)  # seconds, where MLflow's client would retry for minutes
+    client = MlflowClient(tracking_uri=uri)
+    name = params.tracking.experiment_name
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id, uri
+        try:
+            return client, client.create_experiment(name, _artifact_location(uri)), uri
+        except MlflowException:  # created meanwhile by a concurrent stage
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return client, experiment.experiment_id, uri
+    except MlflowException as err:
+        raise TrackingError(
+            f"MLflow store {uri}: {err.message}; check tracking.tracking_uri in params.yaml "
+            "or MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def _new_run(
+    client: MlflowClient,
+    experiment_id: str,
+    uri: str,
+    params: Params,
+    root: Path,
+    tags: Mapping[str, str] | None,
+) -> TrackedRun:
+    """A new run named ``<model>-<UTC time>`` with every param, lineage and ``tags``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    info = client.create_run(experiment_id, run_name=f"{params.train.model}-{stamp}").info
+    run = TrackedRun(client, info.run_id, experiment_id, uri)
+    run.log_params(params_to_log(params))
+    run.set_tags({**lineage_tags(params, root), **(tags or {})})
+    return run
+
+
+@contextlib.contextmanager
+def _lifecycle(run: TrackedRun) -> Iterator[TrackedRun]:
+    """RUNNING while the body runs, then FINISHED, or FAILED when it raises; a store that
+    stopped answering leaves the run open instead of failing work that is done."""
+    run.client.update_run(run.run_id, status="RUNNING")
+    try:
+        yield run
+    except BaseException:
+        _terminate(run, "FAILED")
+        raise
+    _terminate(run, "FINISHED")
+
+
+def _terminate(run: TrackedRun, status: str) -> None:
+    unless_store_lost(lambda: run.client.set_terminated(run.run_id, status), _RUN_LEFT_OPEN)
+
+
+@contextlib.contextmanager
+def start_run(
+    params: Params, root: str | os.PathLike[str], *, tags: Mapping[str, str] | None = None
+) -> Iterator[TrackedRun]:
+    """A new MLflow run with every param and the lineage tags; FAILED if the body raises.
+
+    Args:
+        params: all of ``params.yaml`` (logged flattened).
+        root: a folder in the repository; its root (:func:`find_repo_root`) holds the
+            default store, git and ``dvc.lock``.
+        tags: further tags, e.g. :data:`TAG_FLOW_RUN`.
+    """
+    root_path = find_repo_root(root)
+    client, experiment_id, uri = _client_and_experiment(params, root_path, _NOTHING_DONE)
+    run = _new_run(client, experiment_id, uri, params, root_path, tags)
+    with _lifecycle(run):
+        yield run
+
+
+@contextlib.contextmanager
+def resume_run(
+    params: Params,
+    root: str | os.PathLike[str],
+    run_file: str | os.PathLike[str],
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[TrackedRun]:
+    """Continue the run named in ``run_file`` (written by the train stage).
+
+    ``tags`` are added where the run does not have them yet (the lineage stays that of
+    the training). When the file is missing or its run is not in this store (e.g. a model
+    trained elsewhere), a new run is started and tagged ``segcore.resumed = false``, so
+    nothing is lost. The run ends FINISHED, or FAILED if the body raises.
+    """
+    from mlflow.exceptions import MlflowException
+
+    root_path = find_repo_root(root)
+    client, experiment_id, uri = _client_and_experiment(params, root_path, _FILES_KEPT)
+    run: TrackedRun | None = None
+    path = Path(run_file)
+    if path.is_file():
+        try:
+            ref = json.loads(path.read_text(encoding="utf-8"))
+            info = client.get_run(str(ref["run_id"])).info
+            run = TrackedRun(client, info.run_id, info.experiment_id, uri)
+        except MlflowException as err:
+            if is_store_unreachable(err):  # not "unknown run": do not start a new one
+                raise TrackingError(f"MLflow store {uri}: {err.message}. {_FILES_KEPT}") from None
+            run = None
+        except (ValueError, KeyError, TypeError):
+            run = None
+    if run is None:
+        extra = {**(tags or {}), "segcore.resumed": "false", "segcore.missing_run_file": str(path)}
+        run = _new_run(client, experiment_id, uri, params, root_path, extra)
+    elif tags:
+        known = client.get_run(run.run_id).data.tags
+        run.set_tags({k: v for k, v in tags.items() if k not in known})
+    with _lifecycle(run):
+        yield run

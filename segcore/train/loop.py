@@ -1,0 +1,402 @@
+"""Training (HALCON: train_dl_model): read top to bottom, it is the whole loop.
+
+Per epoch the train split is reshuffled with a seeded generator and cut into
+``floor(N / (batch_size * batch_size_multiplier * processes))`` updates; each update
+accumulates ``batch_size_multiplier`` batches of the weighted cross-entropy
+(segcore.train.loss). Augmentation runs on the batch as tensor ops. The validation split is
+evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
+written when the comparison measure improves. After every epoch the history file and
+the checkpoint are rewritten, so ``resume=True`` continues exactly where a run stopped.
+Under ``torchrun`` every rank trains its slice of each global batch
+(DistributedDataParallel); rank 0 alone writes and calls the callbacks.
+
+Training code imports no tracking library: trackers plug in as :class:`TrainCallback`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+from rich.progress import TextColumn
+
+from segcore.common.constants import BUNDLE_CONFIG
+from segcore.common.errors import SegcoreError
+from segcore.common.io import write_text_atomic
+from segcore.common.progress import make_progress
+from segcore.data.dldataset import DLDataset
+from segcore.evaluate.metrics import ConfusionMatrix
+from segcore.model.bundle import BundleConfig, save_bundle
+from segcore.model.factory import mask_ignored_logits
+from segcore.params import TrainParams
+from segcore.train import distributed
+from segcore.train.augment import augment_batch
+from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from segcore.train.loss import weighted_cross_entropy
+from segcore.train.setup import Run, prepare
+from segcore.train.solver import apply_values, solver_values
+
+SCALAR_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
+VAL_PREFIX = "val_"
+"""History columns of validation measures: ``val_mean_iou``, ``val_iou_<class>``, ..."""
+
+
+class TrainingError(SegcoreError):
+    """Training stopped: the loss stopped being a finite number."""
+
+
+class TrainCallback(Protocol):
+    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it."""
+
+    def on_train_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        bundles: written bundles by name (``best``, ``final``, ``current``, ``epoch_005``).
+        best_value: best validation value of the comparison key (``None``: no evaluation).
+        best_epoch: the (possibly fractional) epoch of ``best_value``.
+        history: one row per epoch: epoch, step, loss, learning_rate, seconds,
+            eval_seconds and the ``val_*`` measures.
+        final_measures: validation measures at the end (see segcore.evaluate.metrics).
+        checkpoint: the checkpoint file (rank 0), else ``None``.
+        history_path: the history CSV (rank 0), else ``None``.
+    """
+
+    bundles: dict[str, Path]
+    best_value: float | None
+    best_epoch: float | None
+    history: pd.DataFrame
+    final_measures: dict[str, Any]
+    checkpoint: Path | None
+    history_path: Path | None
+
+
+def train_model(
+    dataset: DLDataset | str | Path,
+    params: TrainParams,
+    *,
+    out_dir: str | Path | None = None,
+    history_path: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[TrainCallback] = (),
+) -> TrainResult:
+    """Train a segmentation model on the train split of a preprocessed dataset.
+
+    Args:
+        dataset: the preprocessed dataset (or its ``dataset.parquet``).
+        params: the ``train`` section.
+        out_dir: bundles and checkpoint (default ``params.out_dir``).
+        history_path: per-epoch CSV (default ``params.history``).
+        resume: continue from ``<out_dir>/checkpoint.pt``.
+        callbacks: called on rank 0 at start, after every epoch and at the end.
+
+    Raises:
+        DatasetError, ParamsError: problems found before training (all listed at once).
+        TrainingError: the loss became NaN or infinite.
+    """
+    out = Path(params.out_dir if out_dir is None else out_dir)
+    history_file = Path(params.history if history_path is None else history_path)
+    ctx = distributed.setup(params.device)
+    rng_devices = [ctx.device] if ctx.device.type == "cuda" else []
+    try:
+        with _torch_threads(params.num_threads), torch.random.fork_rng(devices=rng_devices):
+            run = prepare(dataset, params, ctx, out / CHECKPOINT_FILE if resume else None)
+            return _fit(run, params, ctx, out, history_file, callbacks)
+    finally:
+        distributed.teardown(ctx)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(
+    run: Run,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    out: Path,
+    history_file: Path,
+    callbacks: Sequence[TrainCallback],
+) -> TrainResult:
+    model = run.model  # on its device, in its memory layout (see prepare)
+    net: torch.nn.Module = model
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    steps = run.steps_per_epoch
+    # Evaluate after update k when k crosses a multiple of the interval (in updates;
+    # exact fractions, so 0.3 epochs of 10 updates is 3 updates, not 3.0000000000000004).
+    eval_every = Fraction(str(p.evaluation_interval_epochs)) * steps
+
+    def eval_due(k: int) -> bool:
+        return k == p.num_epochs * steps or k // eval_every > (k - 1) // eval_every
+
+    callbacks = callbacks if ctx.is_main else ()
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for cb in callbacks:
+            cb.on_train_start(run.info)
+    eval_seconds, measures = 0.0, None
+
+    def evaluate(epoch: float) -> None:
+        nonlocal eval_seconds, measures
+        t = time.perf_counter()
+        measures = _evaluate(model, run, ctx, p)
+        eval_seconds += time.perf_counter() - t
+        value = measures.get(p.evaluation_comparison_key, math.nan)
+        if math.isfinite(value) and (run.best_value is None or value > run.best_value):
+            run.best_value, run.best_epoch = float(value), epoch
+            if "best" in p.serialization_strategies:
+                _save(out / "best", run, p, epoch, measures, ctx)
+
+    progress = make_progress(TextColumn("loss {task.fields[loss]:.4f}"))
+    progress.disable = progress.disable or not ctx.is_main
+    with progress:
+        bar = progress.add_task("train", total=(p.num_epochs - run.epoch) * steps, loss=math.nan)
+
+        def after_update(step: int, running_loss: torch.Tensor) -> None:
+            if not progress.disable and step % 5 == 4:  # .item() waits for the device
+                progress.update(
+                    bar, completed=step + 1 - run.first_epoch * steps, loss=running_loss.item()
+                )
+            if (step + 1) % steps and eval_due(step + 1):  # a fractional interval
+                evaluate((step + 1) / steps)
+
+        for epoch in range(run.epoch, p.num_epochs):
+            t0, eval_seconds, measures = time.perf_counter(), 0.0, None
+            loss_sum, values = _train_epoch(run, net, p, ctx, epoch, after_update)
+            seconds = time.perf_counter() - t0 - eval_seconds
+            calls = steps * p.batch_size_multiplier * ctx.world_size
+            loss = float(distributed.all_reduce_sum(loss_sum) / calls)
+            if not math.isfinite(loss):
+                raise TrainingError(_nan_message(epoch + 1, loss, p))
+            if eval_due((epoch + 1) * steps):
+                evaluate(float(epoch + 1))
+            run.epoch = epoch + 1
+            run.final_measures = measures or run.final_measures
+            run.history.append(
+                {
+                    "epoch": run.epoch,
+                    "step": run.epoch * steps,
+                    "loss": loss,
+                    "learning_rate": values["learning_rate"],
+                    "seconds": seconds,
+                    "eval_seconds": eval_seconds,
+                    **_history_measures(measures, run.class_names),
+                }
+            )
+            progress.update(bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
+            if ctx.is_main:
+                _end_epoch(run, p, ctx, out, history_file, measures, callbacks)
+    if "final" in p.serialization_strategies:
+        _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
+    distributed.barrier()
+    result = TrainResult(
+        bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
+        best_value=run.best_value,
+        best_epoch=run.best_epoch,
+        history=pd.DataFrame(run.history),
+        final_measures=run.final_measures,
+        checkpoint=out / CHECKPOINT_FILE if ctx.is_main else None,
+        history_path=history_file if ctx.is_main else None,
+    )
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result
+
+
+def _train_epoch(
+    run: Run,
+    net: torch.nn.Module,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    epoch: int,
+    after_update: Callable[[int, torch.Tensor], None],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One epoch of updates on a fresh shuffle; returns the summed batch losses (this
+    rank) and the solver values of the last update."""
+    net.train()
+    micro, steps = p.batch_size_multiplier, run.steps_per_epoch
+    global_batch = p.batch_size * ctx.world_size
+    order = torch.randperm(len(run.train), generator=run.generator)  # same on every rank
+    loss_sum = torch.zeros((), device=ctx.device)
+    values: dict[str, float] = {}
+    for it in range(steps):
+        step = epoch * steps + it
+        values = solver_values(p, step / steps)
+        apply_values(run.optimizer, values)
+        for m in range(micro):
+            start = (it * micro + m) * global_batch
+            idx = distributed.rank_slice(
+                order[start : start + global_batch], ctx.rank, ctx.world_size
+            )
+            x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx))
+            sync = contextlib.nullcontext()
+            if ctx.distributed and m < micro - 1:
+                sync = net.no_sync()  # gradients are averaged across ranks once per update
+            with sync:
+                loss = weighted_cross_entropy(net(x), y, w)
+                (loss / micro).backward()
+            loss_sum += loss.detach()
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        after_update(step, loss_sum / ((it + 1) * micro))
+    return loss_sum, values
+
+
+def _end_epoch(
+    run: Run,
+    p: TrainParams,
+    ctx: distributed.DistContext,
+    out: Path,
+    history_file: Path,
+    measures: dict[str, Any] | None,
+    callbacks: Sequence[TrainCallback],
+) -> None:
+    """Rank 0 after each epoch: history file, callbacks, bundles, then the checkpoint."""
+    _write_history(history_file, run.history)
+    row = run.history[-1]
+    for cb in callbacks:
+        cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
+    if "current" in p.serialization_strategies:
+        _save(out / "current", run, p, run.epoch, measures, ctx)
+    if run.epoch in p.serialization_epochs:
+        _save(out / _epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
+    save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
+
+
+def _epoch_bundle(epoch: int) -> str:
+    return f"epoch_{epoch:03d}"
+
+
+def _bundles_on_disk(out: Path, p: TrainParams, epochs_done: int) -> dict[str, Path]:
+    """The bundles this run's strategies keep (also those written before a resume)."""
+    names = [s for s in ("best", "final", "current") if s in p.serialization_strategies]
+    names += [_epoch_bundle(e) for e in p.serialization_epochs if e <= epochs_done]
+    return {n: out / n for n in names if (out / n / BUNDLE_CONFIG).is_file()}
+
+
+def _batch(
+    run: Run, idx: torch.Tensor, p: TrainParams, global_batch: int, offset: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather samples ``idx`` of the in-memory train split and distort them.
+
+    The split already lies on the training device in the network's memory layout, and
+    an index gather keeps both: no copy or conversion beyond the gather itself."""
+    assert run.train.weights is not None  # the train split always has weight images
+    x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
+    return augment_batch(
+        x,
+        y,
+        w,
+        p.augmentation,
+        run.generator,
+        run.grey_scale,
+        global_batch=global_batch,
+        offset=offset,
+    )
+
+
+@torch.no_grad()
+def _evaluate(
+    model: torch.nn.Module, run: Run, ctx: distributed.DistContext, p: TrainParams
+) -> dict[str, Any]:
+    """Validation measures (segcore.evaluate.metrics) over every rank's share of the split.
+
+    Runs the plain module, not the DistributedDataParallel wrapper: ranks may hold
+    different numbers of validation batches, and only the confusion matrix is shared."""
+    model.eval()
+    matrix = ConfusionMatrix(len(run.class_names), ctx.device)
+    mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
+    for chunk in mine.split(p.batch_size):
+        x = run.val.images[chunk].to(ctx.device)
+        logits = mask_ignored_logits(model(x), run.ignore_indices)
+        matrix.update(logits.argmax(1), run.val.targets[chunk])
+    matrix.reduce_from_all_processes()
+    model.train()
+    return matrix.compute() if len(run.val) else {}
+
+
+def _history_measures(measures: dict[str, Any] | None, class_names: list[str]) -> dict[str, Any]:
+    """``val_<measure>`` scalars and ``val_iou_<class>``; NaN where nothing was evaluated."""
+    m = measures or {}
+    row = {f"{VAL_PREFIX}{k}": float(m.get(k, math.nan)) for k in SCALAR_MEASURES}
+    ious = m.get("class_iou") or [math.nan] * len(class_names)
+    row |= {f"{VAL_PREFIX}iou_{_safe(n)}": float(v) for n, v in zip(class_names, ious, strict=True)}
+    return row
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+
+
+def _save(
+    directory: Path,
+    run: Run,
+    p: TrainParams,
+    epoch: float,
+    measures: dict[str, Any] | None,
+    ctx: distributed.DistContext,
+) -> Path:
+    """Write a bundle (rank 0) with the training summary at ``epoch``."""
+    summary = {
+        "epoch": epoch,
+        "comparison_key": p.evaluation_comparison_key,
+        "best_value": run.best_value,
+        "best_epoch": run.best_epoch,
+        "measures": {k: v for k, v in (measures or {}).items() if k != "pixel_confusion_matrix"},
+        "processes": ctx.world_size,
+        "params": p.model_dump(mode="json"),
+    }
+    if not ctx.is_main:
+        return directory
+    config = BundleConfig(
+        architecture=run.architecture,
+        class_ids=run.class_ids,
+        class_names=run.class_names,
+        ignore_class_ids=run.ignore_class_ids,
+        preprocess_param=run.preprocess_param,
+        training_summary=summary,
+    )
+    return save_bundle(directory, run.model, config)
+
+
+def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
+    return (
+        f"epoch {epoch}: the training loss became {loss} (not a finite number). Likely causes: "
+        f"learning_rate {p.learning_rate} is too high for solver {p.solver_type} (try a "
+        "tenth of it); class weights too large (lower preprocess.class_weights.max_weight); "
+        "or a change strategy that raises the learning rate. Bundles written so far are kept; "
+        "fix the parameter and train again"
+    )

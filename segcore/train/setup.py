@@ -1,0 +1,248 @@
+"""Everything training needs before its first step, checked at once.
+
+:func:`prepare` reads the splits into memory, builds the model and the solver, restores
+a checkpoint when resuming, and raises every problem it finds (empty train split, a
+batch larger than the split, an input size the architecture cannot take, label values
+that do not match the class list, missing weight images, a checkpoint of another model)
+before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segcore.common.constants import TRAIN, VALIDATION
+from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.data.dldataset import DLDataset
+from segcore.model.factory import architecture, check_input_size, create_model, ignore_indices
+from segcore.params import TrainParams
+from segcore.train import distributed
+from segcore.train.augment import grey_value_scale
+from segcore.train.checkpoint import load_checkpoint
+from segcore.train.data import SplitData, check_preprocessed, load_split
+from segcore.train.solver import make_optimizer, solver_values
+
+RESUMABLE_CHANGES = frozenset(
+    {
+        "num_epochs",
+        "device",
+        "num_threads",
+        "nproc",
+        "channels_last",
+        "out_dir",
+        "history",
+        "dataset",
+        "serialization_strategies",
+        "serialization_epochs",
+        "evaluation_interval_epochs",
+    }
+)
+"""Train params that may differ between a checkpoint and the run that resumes it."""
+
+
+@dataclass
+class Run:
+    """The state of one training run; what a checkpoint saves and restores."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    train: SplitData
+    val: SplitData
+    architecture: dict[str, Any]
+    class_ids: list[int]
+    class_names: list[str]
+    ignore_class_ids: list[int]
+    preprocess_param: dict[str, Any]
+    steps_per_epoch: int
+    grey_scale: torch.Tensor
+    """``(C,)`` input units per grey value, for brightness augmentation."""
+    epoch: int = 0
+    """Epochs done."""
+    first_epoch: int = 0
+    """Epochs done when this process started (after a resume)."""
+    best_value: float | None = None
+    best_epoch: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final_measures: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ignore_indices(self) -> list[int]:
+        return ignore_indices(self.class_ids, self.ignore_class_ids)
+
+    def checkpoint_state(self, params: TrainParams) -> dict[str, Any]:
+        """Plain tensors and containers only: loadable with ``weights_only=True``."""
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        dev = next(self.model.parameters()).device
+        if dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(dev)
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            # The schedule is a pure function of the epoch (segcore.train.solver); kept for reading.
+            "step": self.epoch * self.steps_per_epoch,
+            "solver": solver_values(params, float(self.epoch)),
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "final_measures": self.final_measures,
+            "params": params.model_dump(mode="json"),
+            "architecture": self.architecture,
+            "class_ids": self.class_ids,
+            "rng": rng,
+        }
+
+
+def prepare(
+    dataset: DLDataset | str | Path,
+    params: TrainParams,
+    ctx: distributed.DistContext,
+    checkpoint: Path | None,
+) -> Run:
+    """Load data, build model and solver, restore ``checkpoint`` if given.
+
+    Raises:
+        DatasetError, ParamsError: every problem found, at once.
+    """
+    where = str(dataset) if not isinstance(dataset, DLDataset) else "the dataset"
+    ds = dataset if isinstance(dataset, DLDataset) else DLDataset.load(dataset)
+    check_preprocessed(ds, where)
+    p = params
+    preprocess = dict(ds.preprocess_param or {})
+    ignore = [int(i) for i in preprocess.get("ignore_class_ids", [])]
+    problems = Problems()
+    splits: dict[str, SplitData] = {}
+    for name in (TRAIN, VALIDATION):
+        try:
+            splits[name] = load_split(ds, name, with_weights=name == TRAIN, ignore_class_ids=ignore)
+        except DatasetError as err:
+            problems.extend(err.problems)
+    train, val = splits.get(TRAIN), splits.get(VALIDATION)
+    global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
+    if train is not None and len(train) == 0:
+        problems.add(
+            f"{where}: the train split is empty; run `segcore split` with training_percent > 0"
+        )
+    elif train is not None and len(train) < global_batch:
+        problems.add(
+            f"the train split has {len(train)} samples, fewer than one update takes "
+            f"(batch_size {p.batch_size} x batch_size_multiplier {p.batch_size_multiplier} x "
+            f"{ctx.world_size} processes = {global_batch}); lower train.batch_size"
+        )
+    if val is not None and len(val) == 0 and "best" in p.serialization_strategies:
+        problems.add(
+            f"{where}: the validation split is empty, so the 'best' model cannot be chosen; "
+            "split with validation_percent > 0 or remove 'best' from serialization_strategies"
+        )
+    if train is not None and len(train):
+        _, h, w = train.image_size
+        if p.augmentation.rotate == 90 and h != w and p.augmentation.augmentation_percentage:
+            problems.add(
+                f"train.augmentation.rotate 90 needs square inputs, the samples are {w}x{h}; "
+                "set it to 180 or 0"
+            )
+    problems.raise_if_any(DatasetError, "training cannot start")
+    assert train is not None and val is not None
+
+    layout = torch.channels_last if p.channels_last else torch.contiguous_format
+    # On the training device and in the network's memory layout once: a batch is then
+    # an index gather that keeps both, with no copy or conversion per step.
+    train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
+    channels = train.image_size[0]
+    torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
+    arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
+    model = create_model(
+        p.model,
+        len(ds.class_ids),
+        channels,
+        encoder=p.encoder,
+        encoder_weights=p.encoder_weights,
+        **p.model_kwargs,
+    )
+    check_input_size(model, *train.image_size[1:], channels)
+    model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
+    run = Run(
+        model=model,
+        optimizer=make_optimizer(p, model),
+        generator=torch.Generator().manual_seed(p.seed),
+        train=train,
+        val=val,
+        architecture=arch,
+        class_ids=list(ds.class_ids),
+        class_names=list(ds.class_names),
+        ignore_class_ids=ignore,
+        preprocess_param=preprocess,
+        steps_per_epoch=len(train) // global_batch,
+        grey_scale=grey_value_scale(preprocess, channels),
+    )
+    if checkpoint is not None:
+        _restore(run, load_checkpoint(checkpoint), p, checkpoint)
+    run.first_epoch = run.epoch
+    run.info = {
+        "model": arch["name"],
+        "encoder": arch["encoder"],
+        "architecture": arch,
+        "num_parameters": sum(t.numel() for t in model.parameters()),
+        "train_samples": len(train),
+        "validation_samples": len(val),
+        "input_size": list(train.image_size),
+        "steps_per_epoch": run.steps_per_epoch,
+        "processes": ctx.world_size,
+        "device": str(ctx.device),
+        "resumed_from_epoch": run.epoch,
+    }
+    return run
+
+
+def _to_device(data: SplitData, device: torch.device, layout: torch.memory_format) -> SplitData:
+    return SplitData(
+        images=data.images.to(device).contiguous(memory_format=layout),
+        targets=data.targets.to(device),
+        weights=None if data.weights is None else data.weights.to(device),
+    )
+
+
+def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> None:
+    """Put a checkpoint's state into ``run`` after checking it belongs to this training."""
+    problems = Problems()
+    if list(state["class_ids"]) != run.class_ids:
+        problems.add(
+            f"{path}: trained for class_ids {state['class_ids']} ({len(state['class_ids'])} "
+            f"classes) but the dataset has {run.class_ids}; the class count does not match: "
+            "train without --resume"
+        )
+    if state["architecture"] != run.architecture:
+        problems.add(
+            f"{path}: holds model {state['architecture']}, the params ask for "
+            f"{run.architecture}; use the params of that run or train without --resume"
+        )
+    now = p.model_dump(mode="json")
+    for key, old in state["params"].items():
+        if key not in RESUMABLE_CHANGES and now.get(key) != old:
+            problems.add(
+                f"train.{key} is {now.get(key)!r} but the checkpoint was trained with {old!r}; "
+                "set it back to resume, or train without --resume"
+            )
+    if state["epoch"] >= p.num_epochs:
+        problems.add(
+            f"{path}: already trained {state['epoch']} of num_epochs {p.num_epochs}; "
+            "raise --epochs to continue training"
+        )
+    problems.raise_if_any(ParamsError, "cannot resume")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.generator.set_state(state["rng"]["data"])
+    torch.set_rng_state(state["rng"]["torch"])
+    dev = next(run.model.parameters()).device
+    if dev.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+    run.epoch = int(state["epoch"])
+    run.best_value, run.best_epoch = state["best_value"], state["best_epoch"]
+    run.history = list(state["history"])
+    run.final_measures = dict(state["final_measures"])

@@ -1,0 +1,178 @@
+"""The registry gate and the served model, on a real sqlite MLflow store.
+
+The model is a real bundle of an untrained compact network (registration and serving do
+not depend on its weights); the test measures are set on the runs directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from segcore.params import Params, PreprocessParams, RegisterParams, TrackingParams
+from segcore.tracking import run as tracking
+from segcore.tracking.register import RegistryError, register_model
+
+CLASSES = ["good", "contamination", "crack"]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compact model bundle (random weights) for 48 x 48 RGB inputs and three classes."""
+    from segcore.model.bundle import BundleConfig, save_bundle
+    from segcore.model.factory import architecture, create_from_architecture
+
+    arch = architecture("compact", len(CLASSES), 3, base_channels=4, depth=2)
+    config = BundleConfig(
+        architecture=arch,
+        class_ids=[0, 1, 2],
+        class_names=CLASSES,
+        ignore_class_ids=[],
+        preprocess_param=PreprocessParams(image_width=48, image_height=48).model_dump(),
+    )
+    return save_bundle(
+        tmp_path_factory.mktemp("bundle") / "best", create_from_architecture(arch), config
+    )
+
+
+def _params(uri: str, name: str) -> Params:
+    return Params().model_copy(
+        update={
+            "tracking": TrackingParams(tracking_uri=uri, experiment_name=f"test-{name}"),
+            "registry": RegisterParams(model_name=f"test-{name}"),
+        }
+    )
+
+
+def _run_with_model(params: Params, root: Path, bundle: Path, mean_iou: float | None) -> str:
+    with tracking.start_run(params, root) as run:
+        if mean_iou is not None:
+            run.log_evaluation("test", {"mean_iou": mean_iou})
+        run.log_model(bundle)
+    return run.run_id
+
+
+def _register(params: Params, root: Path, run_id: str):
+    run_file = root / f"{run_id}.json"
+    run_file.write_text(f'{{"run_id": "{run_id}"}}')
+    with tracking.resume_run(params, root, run_file) as run:
+        return register_model(run, params.registry)
+
+
+def test_champion_moves_only_for_a_model_at_least_as_good(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
+) -> None:
+    params = _params(mlflow_uri, "gate")
+    name = params.registry.model_name
+    first, better, worse, equal = (
+        _run_with_model(params, tmp_path, untrained_bundle, v) for v in (0.5, 0.7, 0.6, 0.7)
+    )
+    r1 = _register(params, tmp_path, first)
+    assert (r1.version, r1.promoted, r1.previous_champion) == ("1", True, None)
+    r2 = _register(params, tmp_path, better)
+    assert (r2.version, r2.promoted, r2.previous_champion, r2.previous_value) == (
+        "2",
+        True,
+        "1",
+        0.5,
+    )
+    r3 = _register(params, tmp_path, worse)
+    assert (r3.version, r3.promoted, r3.champion, r3.value) == ("3", False, "2", 0.6)
+    client = MlflowClient(mlflow_uri)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
+    # The decision and both numbers are on the run.
+    logged = client.get_run(worse).data
+    assert logged.tags["register.decision"] == "kept"
+    assert logged.metrics["register/candidate_test_mean_iou"] == 0.6
+    assert logged.metrics["register/champion_test_mean_iou"] == 0.7
+    # A tie moves the champion ("at least as good"); registering a run again adds no version.
+    assert _register(params, tmp_path, equal).promoted
+    again = _register(params, tmp_path, equal)
+    assert again.version == "4" and len(client.search_model_versions(f"name = '{name}'")) == 4
+
+
+def test_a_run_without_test_measure_is_refused(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
+) -> None:
+    params = _params(mlflow_uri, "nometric")
+    run_id = _run_with_model(params, tmp_path, untrained_bundle, None)
+    with pytest.raises(RegistryError, match="test/mean_iou"):
+        _register(params, tmp_path, run_id)
+
+
+def test_concurrent_registrations_keep_the_registry_consistent(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
+) -> None:
+    params = _params(mlflow_uri, "concurrent")
+    runs = [_run_with_model(params, tmp_path, untrained_bundle, v) for v in (0.4, 0.9, 0.6)]
+    results: list = []
+    errors: list[BaseException] = []
+
+    def register(run_id: str) -> None:
+        try:
+            results.append(_register(params, tmp_path, run_id))
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=register, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(r.version for r in results) == ["1", "2", "3"]
+    champion = MlflowClient(mlflow_uri).get_model_version_by_alias(
+        params.registry.model_name, "champion"
+    )
+    assert champion.run_id == runs[1]
+
+
+def test_champion_model_serves_predictions_for_an_image(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path, pills_raw: Path
+) -> None:
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+    from starlette.testclient import TestClient
+
+    params = _params(mlflow_uri, "serve")
+    _register(params, tmp_path, _run_with_model(params, tmp_path, untrained_bundle, 0.5))
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{params.registry.model_name}@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+    png = next((pills_raw / "images").glob("*.png")).read_bytes()
+    height, width = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    out = model.predict(pd.DataFrame({"image": [png]}))
+    assert list(out.columns[:2]) == ["segmentation_image", "mean_confidence"]
+    seg = cv2.imdecode(
+        np.frombuffer(base64.b64decode(out.loc[0, "segmentation_image"]), np.uint8),
+        cv2.IMREAD_UNCHANGED,
+    )
+    assert seg.shape == (height, width)
+    assert out.loc[0, [f"pixels_{c}" for c in CLASSES]].sum() == height * width
+    assert set(np.unique(seg)) <= {0, 1, 2}
+    # The same request as `mlflow models serve` gets over HTTP (base64 in dataframe_split).
+    client = TestClient(scoring_server.init(model))
+    body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(png).decode()]]}}
+    response = client.post("/invocations", json=body)
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["segmentation_image"] == out.loc[0, "segmentation_image"]
+    bad = client.post(
+        "/invocations", json={"dataframe_split": {"columns": ["image"], "data": [["aGk="]]}}
+    )
+    assert bad.status_code >= 400

@@ -1,0 +1,166 @@
+"""Training end to end on the tiny pill data (CPU): files, falling loss, resume, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from segcore.common.constants import BUNDLE_CONFIG, BUNDLE_WEIGHTS
+from segcore.common.errors import ParamsError
+from segcore.data.dldataset import DLDataset
+from segcore.model.bundle import load_bundle
+from segcore.params import TrainParams
+from segcore.train.checkpoint import CHECKPOINT_FILE
+from segcore.train.loop import TrainResult, train_model
+
+TINY_MODEL = {"base_channels": 8, "depth": 2}
+
+
+def tiny_params(tmp_path: Path, **changes: Any) -> TrainParams:
+    """Small and quick: 64 x 64 inputs, a narrow compact model, batch 4, CPU."""
+    values: dict[str, Any] = {
+        "out_dir": str(tmp_path / "models"),
+        "history": str(tmp_path / "reports" / "train_history.csv"),
+        "model_kwargs": TINY_MODEL,
+        "batch_size": 4,
+        "learning_rate": 0.01,
+        "num_epochs": 3,
+        "device": "cpu",
+        "num_threads": 1,
+    }
+    return TrainParams(**(values | changes))
+
+
+class Recorder:
+    """A callback that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.result: TrainResult | None = None
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.info = info
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs.append((epoch, metrics))
+
+    def on_train_end(self, result: TrainResult) -> None:
+        self.result = result
+
+
+def _weights(bundle: Path) -> dict[str, torch.Tensor]:
+    return load_bundle(bundle)[0].state_dict()
+
+
+def test_training_writes_bundles_history_checkpoint_and_the_loss_falls(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(
+        tmp_path,
+        num_epochs=6,
+        serialization_strategies=["best", "final", "current", "epochs"],
+        serialization_epochs=[2],
+    )
+    recorder = Recorder()
+    result = train_model(pills_preprocessed, params, callbacks=[recorder])
+
+    models = tmp_path / "models"
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        ["best", "final", "current", "epoch_002", CHECKPOINT_FILE]
+    )
+    for name in ("best", "final", "current", "epoch_002"):
+        assert sorted(p.name for p in (models / name).iterdir()) == [BUNDLE_CONFIG, BUNDLE_WEIGHTS]
+        assert result.bundles[name] == models / name
+    history = pd.read_csv(tmp_path / "reports" / "train_history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    for column in ("loss", "learning_rate", "seconds", "val_mean_iou", "val_iou_crack"):
+        assert column in history and history[column].notna().all(), column
+    assert history["loss"].iloc[-1] < 0.7 * history["loss"].iloc[0]
+    pd.testing.assert_frame_equal(history, result.history, check_exact=False, rtol=1e-5)
+
+    best_epoch = int(history["val_mean_iou"].idxmax()) + 1
+    assert result.best_epoch == best_epoch
+    assert result.best_value == pytest.approx(history["val_mean_iou"].max(), rel=1e-5)
+    _, config = load_bundle(models / "best")
+    assert config.class_names == ["good", "contamination", "crack"]
+    assert config.training_summary["epoch"] == best_epoch
+    assert config.preprocess_param == DLDataset.load(pills_preprocessed).preprocess_param
+    final = load_bundle(models / "final")[1]
+    assert final.training_summary["measures"]["mean_iou"] == pytest.approx(
+        result.final_measures["mean_iou"]
+    )
+
+    state = torch.load(models / CHECKPOINT_FILE, weights_only=True)  # no pickled objects
+    assert state["epoch"] == 6 and state["params"] == params.model_dump(mode="json")
+    assert {"model", "optimizer", "rng", "step", "solver", "history"} <= state.keys()
+    assert state["rng"]["data"].dtype == torch.uint8
+
+    assert recorder.info["train_samples"] > 0 and recorder.info["model"] == "compact"
+    assert [e for e, _ in recorder.epochs] == [1, 2, 3, 4, 5, 6]
+    assert recorder.epochs[-1][1]["loss"] == pytest.approx(history["loss"].iloc[-1], rel=1e-5)
+    assert recorder.result is result
+
+
+def test_same_seed_same_metrics_and_resume_gives_the_uninterrupted_weights(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    straight = train_model(pills_preprocessed, tiny_params(tmp_path / "a"))
+    again = train_model(pills_preprocessed, tiny_params(tmp_path / "b"))
+    measures = [c for c in straight.history if c.startswith("val_") or c == "loss"]
+    pd.testing.assert_frame_equal(straight.history[measures], again.history[measures])
+
+    interrupted = tiny_params(tmp_path / "c", num_epochs=2)
+    first = train_model(pills_preprocessed, interrupted)
+    assert list(first.history["epoch"]) == [1, 2]
+    resumed = train_model(
+        pills_preprocessed, tiny_params(tmp_path / "c", num_epochs=3), resume=True
+    )
+    assert list(resumed.history["epoch"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(resumed.history[measures], straight.history[measures])
+    expected = _weights(tmp_path / "a" / "models" / "final")
+    got = _weights(tmp_path / "c" / "models" / "final")
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    history = pd.read_csv(tmp_path / "c" / "reports" / "train_history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+
+
+def test_resume_refuses_other_params_and_finished_runs(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    train_model(pills_preprocessed, tiny_params(tmp_path, num_epochs=1))
+    with pytest.raises(ParamsError) as err:
+        train_model(
+            pills_preprocessed,
+            tiny_params(tmp_path, num_epochs=1, learning_rate=0.5),
+            resume=True,
+        )
+    text = str(err.value)
+    assert "train.learning_rate is 0.5 but the checkpoint was trained with 0.01" in text
+    assert "already trained 1 of num_epochs 1; raise --epochs" in text
+    with pytest.raises(Exception, match="no checkpoint to resume from"):
+        train_model(pills_preprocessed, tiny_params(tmp_path / "other"), resume=True)
+
+
+def test_fractional_evaluation_interval_and_sgd_with_change_strategy(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(
+        tmp_path,
+        num_epochs=2,
+        solver_type="sgd",
+        momentum=0.9,
+        evaluation_interval_epochs=0.5,
+        change_strategies=[{"model_param": "learning_rate", "epochs": [1], "values": [0.001]}],
+        augmentation={"augmentation_percentage": 0},
+    )
+    result = train_model(pills_preprocessed, params)
+    assert list(result.history["learning_rate"]) == [0.01, 0.001]
+    assert result.history["val_mean_iou"].notna().all()
+    assert result.best_epoch is not None and result.best_epoch * 2 == int(result.best_epoch * 2)
