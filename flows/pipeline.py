@@ -31,8 +31,8 @@ from segcore.pipeline.dvc_stage import (
 )
 from segcore.pipeline.results import PipelineResults
 from segcore.pipeline.stages import STAGES, TRACKED_STAGES, StageResult
-from segcore.tracking.catch_up import check_store
 from segcore.tracking.run import TAG_FLOW_RUN, find_repo_root, resolve_tracking_uri
+from segcore.tracking.store import check_store
 
 FLOW_NAME = "segmentation_pipeline"
 NO_RETRY_STAGES = frozenset({"train"})

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from segcore.common.constants import REPORT_HTML
 from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
-from segcore.evaluate.report import REPORT_HTML
 from segcore.params import load_params
 from segcore.pipeline.results import PipelineResults
 from segcore.tracking.run import find_repo_root, resolve_tracking_uri

@@ -19,7 +19,6 @@ NORM_CONSTANT_VALUES: Final = "constant_values"
 NormalizationType = Literal["none", "first_channel", "all_channels", "constant_values"]
 
 # Domain handling.
-FULL_DOMAIN: Final = "full_domain"
 CROP_DOMAIN: Final = "crop_domain"
 DomainHandling = Literal["full_domain", "crop_domain"]
 
@@ -56,6 +55,13 @@ COL_DOMAIN_ROI: Final = "domain_roi"
 DATASET_FILE: Final = "dataset.parquet"
 BUNDLE_WEIGHTS: Final = "model.safetensors"
 BUNDLE_CONFIG: Final = "model.json"
+ONNX_FILE: Final = "model.onnx"
+"""The ONNX export inside a bundle (``segcore export-onnx``, ``infer --backend onnx``)."""
+
+# Files of the evaluation report, in ``evaluate.report_dir``.
+METRICS_FILE: Final = "metrics.json"
+REPORT_HTML: Final = "report.html"
+REPORT_MD: Final = "report.md"
 
 REGISTRY_FILE: Final = "registry.json"
 """The register stage's record of its decision, in ``evaluate.report_dir``."""

@@ -32,7 +32,7 @@ from segcore.common.errors import DatasetError, Problems
 from segcore.common.io import IMAGE_SUFFIXES, LABEL_SUFFIXES, list_images, read_image, read_label
 from segcore.params import MAX_CLASS_ID, class_list_problems
 from segcore.common.progress import track
-from segcore.preprocess.transforms import value_counts
+from segcore.data.labels import value_counts
 
 COL_BIT_DEPTH = "image_bit_depth"
 """Bits per channel of the image file (8 or 16; 32 for float TIFF)."""

@@ -102,7 +102,3 @@ def label_to_index(
     out[inside] = lut[label[inside]]
     return out
 
-
-def index_to_class_id(index: np.ndarray, class_ids: list[int]) -> np.ndarray:
-    """``(..., H, W)`` training indices (argmax of the model) -> class ids (uint16)."""
-    return np.asarray(class_ids, dtype=np.uint16)[index]

@@ -22,7 +22,6 @@ from segcore.common.constants import IGNORE_INDEX
 INVALID = -1.0
 """Per-class value reported for classes without ground-truth pixels."""
 
-DEFAULT_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou")
 ALL_MEASURES = (
     "pixel_accuracy",
     "class_pixel_accuracy",

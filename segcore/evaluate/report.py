@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segcore.common.constants import METRICS_FILE, REPORT_HTML, REPORT_MD
 from segcore.common.io import write_json_atomic, write_text_atomic
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import load_sample
@@ -36,10 +37,6 @@ from segcore.evaluate.plots import (
     plot_training_curves,
 )
 from segcore.infer.apply import SegModel
-
-METRICS_FILE = "metrics.json"
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
 
 
 def metrics_dict(result: EvaluationResult) -> dict[str, Any]:

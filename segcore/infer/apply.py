@@ -18,31 +18,21 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
-from segcore.model.bundle import load_bundle, read_bundle_config
-from segcore.model.factory import ignore_indices, mask_ignored_logits
+from segcore.infer.onnx import open_session
+from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
+from segcore.model.outputs import ignore_indices, masked_probabilities
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_samples, resolve_roi
 
-ONNX_FILE = "model.onnx"
-"""File name of the ONNX export inside a bundle."""
-
 BACKENDS = ("torch", "onnx")
-
-
-class ModelConfig(Protocol):
-    """What inference needs from a bundle's config (``segcore.model.bundle.BundleConfig``)."""
-
-    class_ids: list[int]
-    class_names: list[str]
-    ignore_class_ids: list[int]
-    preprocess_param: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,30 +71,6 @@ class DLResult:
         return [r for r in self.regions if r.class_id == class_id]
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given.
-
-    Raises:
-        ParamsError: CUDA asked for but not available, or an unknown device string.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ParamsError(
-            f"device: unknown device {device!r}; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParamsError(f"device: {device!r} asked for, but CUDA is not available; use cpu")
-    return dev
-
-
-def masked_probabilities(logits: torch.Tensor, ignore: Sequence[int]) -> torch.Tensor:
-    """``(N, K, H, W)`` logits -> softmax probabilities; ignore classes get probability 0."""
-    return torch.softmax(mask_ignored_logits(logits, ignore).float(), dim=1)
-
-
 class SegModel:
     """A model ready for inference: the network (torch module or ONNX session) + its config.
 
@@ -119,7 +85,7 @@ class SegModel:
     def __init__(
         self,
         module: torch.nn.Module | None,
-        config: ModelConfig,
+        config: BundleConfig,
         device: torch.device | str = "cpu",
         session: Any | None = None,
     ) -> None:
@@ -187,8 +153,6 @@ def load_model(
     if backend == "torch":
         module, config = load_bundle(path, device=dev)
         return SegModel(module, config, dev)
-    from segcore.infer.onnx import open_session
-
     return SegModel(None, read_bundle_config(path), dev, session=open_session(path, device=dev))
 
 
@@ -235,7 +199,7 @@ def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
 def to_result(
     probs: np.ndarray,
     size: tuple[int, int],
-    config: ModelConfig,
+    config: BundleConfig,
     roi: tuple[int, int, int, int] | None = None,
     min_area: int = 1,
     *,
@@ -288,7 +252,7 @@ REGION_COLUMNS = (
 def region_columns(
     segmentation: np.ndarray,
     confidence: np.ndarray,
-    config: ModelConfig,
+    config: BundleConfig,
     min_area: int = 1,
 ) -> dict[str, np.ndarray]:
     """Connected components (8-neighbourhood) of every class, as columns (one entry each).
@@ -340,7 +304,7 @@ def region_columns(
 def find_regions(
     segmentation: np.ndarray,
     confidence: np.ndarray,
-    config: ModelConfig,
+    config: BundleConfig,
     min_area: int = 1,
 ) -> list[Region]:
     """Connected components (8-neighbourhood) of every class in a segmentation image.

@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import warnings
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from segcore.common.constants import BUNDLE_WEIGHTS
+from segcore.common.constants import BUNDLE_WEIGHTS, ONNX_FILE
 from segcore.common.errors import SegcoreError
 from segcore.common.io import atomic_path
-from segcore.infer.apply import ONNX_FILE, ModelConfig, masked_probabilities
-from segcore.model.factory import ignore_indices, input_size_multiple
+from segcore.model.bundle import BundleConfig, load_bundle
+from segcore.model.factory import input_size_multiple
+from segcore.model.outputs import ignore_indices, masked_probabilities
 from segcore.params import PreprocessParams
 
 DEFAULT_OPSET = 17
@@ -89,7 +90,6 @@ def export_onnx(
     Raises:
         OnnxError: the export fails or onnxruntime disagrees with torch.
     """
-    from segcore.model.bundle import load_bundle
 
     bundle = Path(bundle_dir)
     module, config = load_bundle(bundle, device="cpu")
@@ -101,7 +101,7 @@ def export_onnx(
 
 def export_module(
     module: nn.Module,
-    config: ModelConfig,
+    config: BundleConfig,
     path: str | os.PathLike[str],
     *,
     opset: int = DEFAULT_OPSET,
@@ -150,11 +150,8 @@ def export_module(
     return dynamic
 
 
-def _config_dict(config: ModelConfig) -> dict[str, Any]:
-    if is_dataclass(config) and not isinstance(config, type):
-        return json.loads(json.dumps(asdict(config), default=str))
-    keys = ("class_ids", "class_names", "ignore_class_ids", "preprocess_param")
-    return {k: getattr(config, k) for k in keys}
+def _config_dict(config: BundleConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(config), default=str))
 
 
 def _export(

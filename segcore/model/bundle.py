@@ -12,9 +12,8 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,39 +21,23 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from segcore.common.constants import BUNDLE_CONFIG, BUNDLE_WEIGHTS
-from segcore.common.errors import DatasetError, SegcoreError
-from segcore.model.factory import create_from_architecture, mask_ignored_logits
+from segcore.common.errors import SegcoreError
+from segcore.model.config import (
+    BUNDLE_FORMAT,
+    BundleConfig,
+    BundleError,
+    json_default,
+    read_bundle_config,
+)
+from segcore.model.factory import create_from_architecture
 
-__all__ = ["BundleConfig", "BundleError", "load_bundle", "mask_ignored_logits", "save_bundle"]
-
-BUNDLE_FORMAT = "segcore.model.bundle/1"
-"""Written into ``model.json``; readers accept every ``segcore.model.bundle/1`` file."""
-
-
-class BundleError(DatasetError):
-    """A model bundle is missing, incomplete or corrupt."""
-
-
-@dataclass
-class BundleConfig:
-    """What ``model.json`` holds.
-
-    Attributes:
-        architecture: ``name``, ``encoder``, ``in_channels``, ``num_classes`` and the
-            architecture ``kwargs`` (see :func:`segcore.model.factory.architecture`).
-        class_ids: class ids in output-channel order.
-        class_names: names in the same order.
-        ignore_class_ids: ids never predicted (their logits are masked).
-        preprocess_param: ``PreprocessParams.model_dump()`` used for training.
-        training_summary: epochs, best value, final measures, resolved train params.
-    """
-
-    architecture: dict[str, Any]
-    class_ids: list[int]
-    class_names: list[str]
-    ignore_class_ids: list[int]
-    preprocess_param: dict[str, Any]
-    training_summary: dict[str, Any] = field(default_factory=dict)
+__all__ = [
+    "BundleConfig",
+    "BundleError",
+    "load_bundle",
+    "read_bundle_config",
+    "save_bundle",
+]
 
 
 def save_bundle(directory: str | os.PathLike[str], model: nn.Module, config: BundleConfig) -> Path:
@@ -86,20 +69,12 @@ def save_bundle(directory: str | os.PathLike[str], model: nn.Module, config: Bun
     tmp.mkdir()  # not mkdtemp: the bundle gets the usual (umask) permissions
     try:
         save_file(state, str(tmp / BUNDLE_WEIGHTS), metadata={"format": BUNDLE_FORMAT})
-        text = json.dumps(meta, indent=2, default=_json_default) + "\n"
+        text = json.dumps(meta, indent=2, default=json_default) + "\n"
         (tmp / BUNDLE_CONFIG).write_text(text, encoding="utf-8")
         _replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -109,31 +84,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
         os.replace(dst, old)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
-    """Read ``model.json`` of a bundle.
-
-    Raises:
-        BundleError: missing, not JSON, or lacking keys.
-    """
-    path = Path(directory) / BUNDLE_CONFIG
-    fix = "train a model (`segcore train`) or pass a bundle folder such as models/best"
-    if not path.is_file():
-        raise BundleError(f"{path.parent}: not a model bundle (no {BUNDLE_CONFIG}); {fix}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(f"{path}: not readable JSON ({err}); {fix}") from None
-    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(
-        "segcore.model.bundle/"
-    ):
-        raise BundleError(f"{path}: not a segcore model bundle config; {fix}")
-    names = [f.name for f in BundleConfig.__dataclass_fields__.values()]
-    missing = [n for n in names if n not in meta and n != "training_summary"]
-    if missing:
-        raise BundleError(f"{path}: lacks {', '.join(missing)}; {fix}")
-    return BundleConfig(**{n: meta[n] for n in names if n in meta})
 
 
 def load_bundle(

@@ -14,20 +14,18 @@ local weights file is given.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from segcore.common.errors import ParamsError
+from segcore.model.compact import CompactUNet
 
 COMPACT: str = "compact"
 ENHANCED: str = "enhanced"
-
-NormType = Literal["batch", "group"]
 
 COMPACT_DEFAULTS: dict[str, Any] = {"base_channels": 16, "depth": 4, "norm": "batch"}
 """Defaults of ``compact``, from CPU timings and the pill demo: on 2 CPU cores a 256 x 256
@@ -67,97 +65,6 @@ MODEL_NAMES: tuple[str, ...] = (
     "dpt",
 )
 """The names :func:`model_names` gives with segmentation-models-pytorch 0.6 (for docs)."""
-
-
-# --------------------------------------------------------------------------- compact U-Net
-
-
-def _norm(kind: NormType, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    # GroupNorm is independent of the batch: identical results for any batch split
-    # (gradient accumulation, DistributedDataParallel) at some CPU cost.
-    return nn.GroupNorm(math.gcd(8, channels), channels)
-
-
-class ConvBlock(nn.Sequential):
-    """Two ``3x3 conv -> norm -> ReLU``: ``(N, in, H, W) -> (N, out, H, W)``."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: NormType) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            _norm(norm, out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            _norm(norm, out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-
-class CompactUNet(nn.Module):
-    """A small U-Net with full-resolution output, sized for CPU training.
-
-    Level ``i`` (``0..depth``) works at ``1 / 2**i`` of the input resolution with
-    ``base_channels * 2**i`` channels. Down: 2x2 max pooling; up: 2x2 transposed
-    convolution, then concatenation with the encoder features of that level.
-
-    Args:
-        in_channels: image channels (1 or 3).
-        num_classes: output channels (one logit per class).
-        base_channels: channels at full resolution.
-        depth: number of halvings; inputs must be divisible by ``2**depth``.
-        norm: ``batch`` (fastest) or ``group`` (independent of the batch size).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        base_channels: int = 16,
-        depth: int = 4,
-        norm: NormType = "batch",
-    ) -> None:
-        super().__init__()
-        if norm not in ("batch", "group") or base_channels < 1 or depth < 1:
-            raise ParamsError(
-                f"compact/enhanced: norm must be 'batch' or 'group' (got {norm!r}), "
-                f"base_channels >= 1 (got {base_channels}) and depth >= 1 (got {depth})"
-            )
-        widths = [base_channels * 2**i for i in range(depth + 1)]
-        self.depth = depth
-        self.encoder = nn.ModuleList(
-            [ConvBlock(in_channels, widths[0], norm)]
-            + [ConvBlock(widths[i - 1], widths[i], norm) for i in range(1, depth + 1)]
-        )
-        self.pool = nn.MaxPool2d(2)
-        self.up = nn.ModuleList(
-            [nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)]
-        )
-        self.decoder = nn.ModuleList(
-            [ConvBlock(2 * widths[i], widths[i], norm) for i in range(depth)]
-        )
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, in_channels, H, W) -> (N, num_classes, H, W)`` logits."""
-        skips = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
-        x = skips.pop()
-        for i in reversed(range(self.depth)):
-            x = self.decoder[i](torch.cat([self.up[i](x), skips[i]], dim=1))
-        return self.head(x)
-
-    @property
-    def input_size_multiple(self) -> int:
-        """Height and width must be multiples of this."""
-        return 2**self.depth
 
 
 # --------------------------------------------------------------------------- factory
@@ -391,33 +298,3 @@ def check_input_size(model: nn.Module, height: int, width: int, in_channels: int
             f"the model's output {tuple(out.shape[-2:])} differs from its input size "
             f"{(height, width)}; choose another architecture or input size"
         )
-
-
-# --------------------------------------------------------------------------- ignore classes
-
-
-def ignore_indices(class_ids: Sequence[int], ignore_class_ids: Sequence[int]) -> list[int]:
-    """Output channels (positions in ``class_ids``) that belong to ignore classes."""
-    ignore = set(ignore_class_ids)
-    return [k for k, cid in enumerate(class_ids) if cid in ignore]
-
-
-def mask_ignored_logits(logits: torch.Tensor, ignore: Any) -> torch.Tensor:
-    """Set the logits of ignore classes to ``-inf`` so they are never predicted.
-
-    Args:
-        logits: ``(N, K, H, W)``.
-        ignore: a :class:`~segcore.model.bundle.BundleConfig` (anything with ``class_ids`` and
-            ``ignore_class_ids``) or a sequence of channel indices.
-
-    Returns:
-        ``logits`` itself when nothing is ignored, else a masked copy.
-    """
-    if hasattr(ignore, "ignore_class_ids"):
-        ignore = ignore_indices(ignore.class_ids, ignore.ignore_class_ids)
-    indices = list(ignore)
-    if not indices:
-        return logits
-    out = logits.clone()
-    out[:, indices] = float("-inf")
-    return out

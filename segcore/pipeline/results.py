@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segcore.common.constants import REGISTRY_FILE
-from segcore.evaluate.report import METRICS_FILE, REPORT_MD
+from segcore.common.constants import METRICS_FILE, REGISTRY_FILE, REPORT_MD
 from segcore.params import Params
 from segcore.pipeline.dvc_stage import StageOutcome
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segcore.common.errors import DatasetError, ParamsError
-from segcore.preprocess.transforms import value_counts
+from segcore.data.labels import value_counts
 
 FREQUENCY_OFFSET = 0.0001
 """Added to each class frequency before inverting (HALCON), so no weight is infinite."""

@@ -6,6 +6,6 @@ MLflow, which copies it into the logged model and runs it when the model is load
 
 from mlflow.models import set_model
 
-from segcore.tracking.mlflow_model import SegmentationModel
+from segcore.tracking.served_model import SegmentationModel
 
 set_model(SegmentationModel())

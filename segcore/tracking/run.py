@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_json_atomic
 from segcore.params import Params, TrackingParams, flatten
-from segcore.tracking.catch_up import check_store, is_store_unreachable, unless_store_lost
 from segcore.tracking.lineage import lineage_tags
+from segcore.tracking.mlflow_model import log_pyfunc_model
+from segcore.tracking.store import check_store, is_store_unreachable, unless_store_lost
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -225,8 +226,6 @@ class TrackedRun:
         model runs on ``SEGCORE_SERVE_DEVICE``, default ``auto``).
         """
         import mlflow
-
-        from segcore.tracking.mlflow_model import log_pyfunc_model
 
         with (
             self.global_uri(),

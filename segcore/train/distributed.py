@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from segcore.common.errors import ParamsError
+from segcore.common.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -44,23 +44,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU.
-
-    Raises:
-        ParamsError: CUDA asked for but not available.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ParamsError(f"device: {device!r} asked for, but CUDA is not available; use cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-    return dev
 
 
 def setup(device: str) -> DistContext:

@@ -19,23 +19,21 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 import torch
-from rich.progress import TextColumn
+from rich.progress import Progress, TaskID, TextColumn
 
 from segcore.common.constants import BUNDLE_CONFIG
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_text_atomic
 from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
-from segcore.evaluate.metrics import ConfusionMatrix
-from segcore.model.bundle import BundleConfig, save_bundle
-from segcore.model.factory import mask_ignored_logits
+from segcore.model.bundle import save_bundle
 from segcore.params import TrainParams
 from segcore.train import distributed
 from segcore.train.augment import augment_batch
@@ -43,10 +41,7 @@ from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from segcore.train.loss import weighted_cross_entropy
 from segcore.train.setup import Run, prepare
 from segcore.train.solver import apply_values, solver_values
-
-SCALAR_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
-VAL_PREFIX = "val_"
-"""History columns of validation measures: ``val_mean_iou``, ``val_iou_<class>``, ..."""
+from segcore.train.validation import history_measures, validation_measures
 
 
 class TrainingError(SegcoreError):
@@ -141,91 +136,130 @@ def _fit(
     history_file: Path,
     callbacks: Sequence[TrainCallback],
 ) -> TrainResult:
-    model = run.model  # on its device, in its memory layout (see prepare)
-    net: torch.nn.Module = model
-    if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    steps = run.steps_per_epoch
-    # Evaluate after update k when k crosses a multiple of the interval (in updates;
-    # exact fractions, so 0.3 epochs of 10 updates is 3 updates, not 3.0000000000000004).
-    eval_every = Fraction(str(p.evaluation_interval_epochs)) * steps
-
-    def eval_due(k: int) -> bool:
-        return k == p.num_epochs * steps or k // eval_every > (k - 1) // eval_every
-
-    callbacks = callbacks if ctx.is_main else ()
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        for cb in callbacks:
-            cb.on_train_start(run.info)
-    eval_seconds, measures = 0.0, None
-
-    def evaluate(epoch: float) -> None:
-        nonlocal eval_seconds, measures
-        t = time.perf_counter()
-        measures = _evaluate(model, run, ctx, p)
-        eval_seconds += time.perf_counter() - t
-        value = measures.get(p.evaluation_comparison_key, math.nan)
-        if math.isfinite(value) and (run.best_value is None or value > run.best_value):
-            run.best_value, run.best_epoch = float(value), epoch
-            if "best" in p.serialization_strategies:
-                _save(out / "best", run, p, epoch, measures, ctx)
-
+    loop = _Loop(run, p, ctx, out, history_file, callbacks if ctx.is_main else ())
+    loop.start()
     progress = make_progress(TextColumn("loss {task.fields[loss]:.4f}"))
     progress.disable = progress.disable or not ctx.is_main
     with progress:
-        bar = progress.add_task("train", total=(p.num_epochs - run.epoch) * steps, loss=math.nan)
-
-        def after_update(step: int, running_loss: torch.Tensor) -> None:
-            if not progress.disable and step % 5 == 4:  # .item() waits for the device
-                progress.update(
-                    bar, completed=step + 1 - run.first_epoch * steps, loss=running_loss.item()
-                )
-            if (step + 1) % steps and eval_due(step + 1):  # a fractional interval
-                evaluate((step + 1) / steps)
-
+        steps = run.steps_per_epoch
+        loop.progress = progress
+        loop.bar = progress.add_task(
+            "train", total=(p.num_epochs - run.epoch) * steps, loss=math.nan
+        )
         for epoch in range(run.epoch, p.num_epochs):
-            t0, eval_seconds, measures = time.perf_counter(), 0.0, None
-            loss_sum, values = _train_epoch(run, net, p, ctx, epoch, after_update)
-            seconds = time.perf_counter() - t0 - eval_seconds
-            calls = steps * p.batch_size_multiplier * ctx.world_size
-            loss = float(distributed.all_reduce_sum(loss_sum) / calls)
-            if not math.isfinite(loss):
-                raise TrainingError(_nan_message(epoch + 1, loss, p))
-            if eval_due((epoch + 1) * steps):
-                evaluate(float(epoch + 1))
-            run.epoch = epoch + 1
-            run.final_measures = measures or run.final_measures
-            run.history.append(
-                {
-                    "epoch": run.epoch,
-                    "step": run.epoch * steps,
-                    "loss": loss,
-                    "learning_rate": values["learning_rate"],
-                    "seconds": seconds,
-                    "eval_seconds": eval_seconds,
-                    **_history_measures(measures, run.class_names),
-                }
-            )
-            progress.update(bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
-            if ctx.is_main:
-                _end_epoch(run, p, ctx, out, history_file, measures, callbacks)
-    if "final" in p.serialization_strategies:
-        _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
-    distributed.barrier()
-    result = TrainResult(
-        bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
-        best_value=run.best_value,
-        best_epoch=run.best_epoch,
-        history=pd.DataFrame(run.history),
-        final_measures=run.final_measures,
-        checkpoint=out / CHECKPOINT_FILE if ctx.is_main else None,
-        history_path=history_file if ctx.is_main else None,
-    )
-    for cb in callbacks:
-        cb.on_train_end(result)
-    return result
+            loop.epoch(epoch)
+    return loop.finish()
+
+
+@dataclass
+class _Loop:
+    """The state of the loop between updates: evaluation schedule, progress, this epoch's
+    validation measures and the seconds spent on them."""
+
+    run: Run
+    p: TrainParams
+    ctx: distributed.DistContext
+    out: Path
+    history_file: Path
+    callbacks: Sequence[TrainCallback]
+    progress: Progress | None = None
+    bar: TaskID | None = None
+    eval_seconds: float = 0.0
+    measures: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.net: torch.nn.Module = self.run.model  # on its device, in its memory layout
+        if self.ctx.distributed:
+            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.run.model, device_ids=ids)
+        # Evaluate after update k when k crosses a multiple of the interval (in updates;
+        # exact fractions, so 0.3 epochs of 10 updates is 3 updates, not 3.0000000000000004).
+        self.eval_every = (
+            Fraction(str(self.p.evaluation_interval_epochs)) * self.run.steps_per_epoch
+        )
+
+    def eval_due(self, k: int) -> bool:
+        """Whether update ``k`` (1-based, counted from the first epoch) ends with an evaluation."""
+        return (
+            k == self.p.num_epochs * self.run.steps_per_epoch
+            or k // self.eval_every > (k - 1) // self.eval_every
+        )
+
+    def start(self) -> None:
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for cb in self.callbacks:
+                cb.on_train_start(self.run.info)
+
+    def evaluate(self, epoch: float) -> None:
+        """Validation measures at ``epoch``; a better comparison value writes ``best``."""
+        run, p = self.run, self.p
+        t = time.perf_counter()
+        self.measures = validation_measures(run.model, run, self.ctx, p)
+        self.eval_seconds += time.perf_counter() - t
+        value = self.measures.get(p.evaluation_comparison_key, math.nan)
+        if math.isfinite(value) and (run.best_value is None or value > run.best_value):
+            run.best_value, run.best_epoch = float(value), epoch
+            if "best" in p.serialization_strategies:
+                _save(self.out / "best", run, p, epoch, self.measures, self.ctx)
+
+    def after_update(self, step: int, running_loss: torch.Tensor) -> None:
+        steps = self.run.steps_per_epoch
+        assert self.progress is not None and self.bar is not None
+        if not self.progress.disable and step % 5 == 4:  # .item() waits for the device
+            done = step + 1 - self.run.first_epoch * steps
+            self.progress.update(self.bar, completed=done, loss=running_loss.item())
+        if (step + 1) % steps and self.eval_due(step + 1):  # a fractional interval
+            self.evaluate((step + 1) / steps)
+
+    def epoch(self, epoch: int) -> None:
+        """Train one epoch, evaluate when due, record the history row, save (rank 0)."""
+        run, p, ctx, steps = self.run, self.p, self.ctx, self.run.steps_per_epoch
+        t0, self.eval_seconds, self.measures = time.perf_counter(), 0.0, None
+        loss_sum, values = _train_epoch(run, self.net, p, ctx, epoch, self.after_update)
+        seconds = time.perf_counter() - t0 - self.eval_seconds
+        calls = steps * p.batch_size_multiplier * ctx.world_size
+        loss = float(distributed.all_reduce_sum(loss_sum) / calls)
+        if not math.isfinite(loss):
+            raise TrainingError(_nan_message(epoch + 1, loss, p))
+        if self.eval_due((epoch + 1) * steps):
+            self.evaluate(float(epoch + 1))
+        run.epoch = epoch + 1
+        run.final_measures = self.measures or run.final_measures
+        run.history.append(
+            {
+                "epoch": run.epoch,
+                "step": run.epoch * steps,
+                "loss": loss,
+                "learning_rate": values["learning_rate"],
+                "seconds": seconds,
+                "eval_seconds": self.eval_seconds,
+                **history_measures(self.measures, run.config.class_names),
+            }
+        )
+        assert self.progress is not None and self.bar is not None
+        self.progress.update(self.bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
+        if ctx.is_main:
+            _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
+
+    def finish(self) -> TrainResult:
+        """The ``final`` bundle, then the result (the bundles on disk, rank 0) to callbacks."""
+        run, p, ctx, out = self.run, self.p, self.ctx, self.out
+        if "final" in p.serialization_strategies:
+            _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
+        distributed.barrier()
+        result = TrainResult(
+            bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
+            best_value=run.best_value,
+            best_epoch=run.best_epoch,
+            history=pd.DataFrame(run.history),
+            final_measures=run.final_measures,
+            checkpoint=out / CHECKPOINT_FILE if ctx.is_main else None,
+            history_path=self.history_file if ctx.is_main else None,
+        )
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result
 
 
 def _train_epoch(
@@ -320,39 +354,6 @@ def _batch(
     )
 
 
-@torch.no_grad()
-def _evaluate(
-    model: torch.nn.Module, run: Run, ctx: distributed.DistContext, p: TrainParams
-) -> dict[str, Any]:
-    """Validation measures (segcore.evaluate.metrics) over every rank's share of the split.
-
-    Runs the plain module, not the DistributedDataParallel wrapper: ranks may hold
-    different numbers of validation batches, and only the confusion matrix is shared."""
-    model.eval()
-    matrix = ConfusionMatrix(len(run.class_names), ctx.device)
-    mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
-    for chunk in mine.split(p.batch_size):
-        x = run.val.images[chunk].to(ctx.device)
-        logits = mask_ignored_logits(model(x), run.ignore_indices)
-        matrix.update(logits.argmax(1), run.val.targets[chunk])
-    matrix.reduce_from_all_processes()
-    model.train()
-    return matrix.compute() if len(run.val) else {}
-
-
-def _history_measures(measures: dict[str, Any] | None, class_names: list[str]) -> dict[str, Any]:
-    """``val_<measure>`` scalars and ``val_iou_<class>``; NaN where nothing was evaluated."""
-    m = measures or {}
-    row = {f"{VAL_PREFIX}{k}": float(m.get(k, math.nan)) for k in SCALAR_MEASURES}
-    ious = m.get("class_iou") or [math.nan] * len(class_names)
-    row |= {f"{VAL_PREFIX}iou_{_safe(n)}": float(v) for n, v in zip(class_names, ious, strict=True)}
-    return row
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -381,15 +382,7 @@ def _save(
     }
     if not ctx.is_main:
         return directory
-    config = BundleConfig(
-        architecture=run.architecture,
-        class_ids=run.class_ids,
-        class_names=run.class_names,
-        ignore_class_ids=run.ignore_class_ids,
-        preprocess_param=run.preprocess_param,
-        training_summary=summary,
-    )
-    return save_bundle(directory, run.model, config)
+    return save_bundle(directory, run.model, replace(run.config, training_summary=summary))
 
 
 def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:

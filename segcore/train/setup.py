@@ -18,7 +18,9 @@ import torch
 from segcore.common.constants import TRAIN, VALIDATION
 from segcore.common.errors import DatasetError, ParamsError, Problems
 from segcore.data.dldataset import DLDataset
-from segcore.model.factory import architecture, check_input_size, create_model, ignore_indices
+from segcore.model.config import BundleConfig
+from segcore.model.factory import architecture, check_input_size, create_model
+from segcore.model.outputs import ignore_indices
 from segcore.params import TrainParams
 from segcore.train import distributed
 from segcore.train.augment import grey_value_scale
@@ -53,11 +55,8 @@ class Run:
     generator: torch.Generator
     train: SplitData
     val: SplitData
-    architecture: dict[str, Any]
-    class_ids: list[int]
-    class_names: list[str]
-    ignore_class_ids: list[int]
-    preprocess_param: dict[str, Any]
+    config: BundleConfig
+    """The model contract (architecture, classes, ignore ids, preprocess parameters)."""
     steps_per_epoch: int
     grey_scale: torch.Tensor
     """``(C,)`` input units per grey value, for brightness augmentation."""
@@ -73,7 +72,7 @@ class Run:
 
     @property
     def ignore_indices(self) -> list[int]:
-        return ignore_indices(self.class_ids, self.ignore_class_ids)
+        return ignore_indices(self.config.class_ids, self.config.ignore_class_ids)
 
     def checkpoint_state(self, params: TrainParams) -> dict[str, Any]:
         """Plain tensors and containers only: loadable with ``weights_only=True``."""
@@ -93,8 +92,8 @@ class Run:
             "history": self.history,
             "final_measures": self.final_measures,
             "params": params.model_dump(mode="json"),
-            "architecture": self.architecture,
-            "class_ids": self.class_ids,
+            "architecture": self.config.architecture,
+            "class_ids": self.config.class_ids,
             "rng": rng,
         }
 
@@ -116,40 +115,8 @@ def prepare(
     p = params
     preprocess = dict(ds.preprocess_param or {})
     ignore = [int(i) for i in preprocess.get("ignore_class_ids", [])]
-    problems = Problems()
-    splits: dict[str, SplitData] = {}
-    for name in (TRAIN, VALIDATION):
-        try:
-            splits[name] = load_split(ds, name, with_weights=name == TRAIN, ignore_class_ids=ignore)
-        except DatasetError as err:
-            problems.extend(err.problems)
-    train, val = splits.get(TRAIN), splits.get(VALIDATION)
     global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
-    if train is not None and len(train) == 0:
-        problems.add(
-            f"{where}: the train split is empty; run `segcore split` with training_percent > 0"
-        )
-    elif train is not None and len(train) < global_batch:
-        problems.add(
-            f"the train split has {len(train)} samples, fewer than one update takes "
-            f"(batch_size {p.batch_size} x batch_size_multiplier {p.batch_size_multiplier} x "
-            f"{ctx.world_size} processes = {global_batch}); lower train.batch_size"
-        )
-    if val is not None and len(val) == 0 and "best" in p.serialization_strategies:
-        problems.add(
-            f"{where}: the validation split is empty, so the 'best' model cannot be chosen; "
-            "split with validation_percent > 0 or remove 'best' from serialization_strategies"
-        )
-    if train is not None and len(train):
-        _, h, w = train.image_size
-        if p.augmentation.rotate == 90 and h != w and p.augmentation.augmentation_percentage:
-            problems.add(
-                f"train.augmentation.rotate 90 needs square inputs, the samples are {w}x{h}; "
-                "set it to 180 or 0"
-            )
-    problems.raise_if_any(DatasetError, "training cannot start")
-    assert train is not None and val is not None
-
+    train, val = _load_splits(ds, p, where, ignore, global_batch, ctx.world_size)
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
     # On the training device and in the network's memory layout once: a batch is then
     # an index gather that keeps both, with no copy or conversion per step.
@@ -167,37 +134,88 @@ def prepare(
     )
     check_input_size(model, *train.image_size[1:], channels)
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
+    config = BundleConfig(arch, list(ds.class_ids), list(ds.class_names), ignore, preprocess)
     run = Run(
         model=model,
         optimizer=make_optimizer(p, model),
         generator=torch.Generator().manual_seed(p.seed),
         train=train,
         val=val,
-        architecture=arch,
-        class_ids=list(ds.class_ids),
-        class_names=list(ds.class_names),
-        ignore_class_ids=ignore,
-        preprocess_param=preprocess,
+        config=config,
         steps_per_epoch=len(train) // global_batch,
         grey_scale=grey_value_scale(preprocess, channels),
     )
     if checkpoint is not None:
         _restore(run, load_checkpoint(checkpoint), p, checkpoint)
     run.first_epoch = run.epoch
-    run.info = {
+    run.info = _run_info(run, ctx)
+    return run
+
+
+def _load_splits(
+    ds: DLDataset,
+    p: TrainParams,
+    where: str,
+    ignore: list[int],
+    global_batch: int,
+    world_size: int,
+) -> tuple[SplitData, SplitData]:
+    """The train and validation splits in memory, after checking that training can use them.
+
+    Raises:
+        DatasetError: every problem with the splits, at once.
+    """
+    problems = Problems()
+    splits: dict[str, SplitData] = {}
+    for name in (TRAIN, VALIDATION):
+        try:
+            splits[name] = load_split(ds, name, with_weights=name == TRAIN, ignore_class_ids=ignore)
+        except DatasetError as err:
+            problems.extend(err.problems)
+    train, val = splits.get(TRAIN), splits.get(VALIDATION)
+    if train is not None and len(train) == 0:
+        problems.add(
+            f"{where}: the train split is empty; run `segcore split` with training_percent > 0"
+        )
+    elif train is not None and len(train) < global_batch:
+        problems.add(
+            f"the train split has {len(train)} samples, fewer than one update takes "
+            f"(batch_size {p.batch_size} x batch_size_multiplier {p.batch_size_multiplier} x "
+            f"{world_size} processes = {global_batch}); lower train.batch_size"
+        )
+    if val is not None and len(val) == 0 and "best" in p.serialization_strategies:
+        problems.add(
+            f"{where}: the validation split is empty, so the 'best' model cannot be chosen; "
+            "split with validation_percent > 0 or remove 'best' from serialization_strategies"
+        )
+    if train is not None and len(train):
+        _, h, w = train.image_size
+        if p.augmentation.rotate == 90 and h != w and p.augmentation.augmentation_percentage:
+            problems.add(
+                f"train.augmentation.rotate 90 needs square inputs, the samples are {w}x{h}; "
+                "set it to 180 or 0"
+            )
+    problems.raise_if_any(DatasetError, "training cannot start")
+    assert train is not None and val is not None
+    return train, val
+
+
+def _run_info(run: Run, ctx: distributed.DistContext) -> dict[str, Any]:
+    """What a run reports at its start (log, MLflow tags)."""
+    arch = run.config.architecture
+    return {
         "model": arch["name"],
         "encoder": arch["encoder"],
         "architecture": arch,
-        "num_parameters": sum(t.numel() for t in model.parameters()),
-        "train_samples": len(train),
-        "validation_samples": len(val),
-        "input_size": list(train.image_size),
+        "num_parameters": sum(t.numel() for t in run.model.parameters()),
+        "train_samples": len(run.train),
+        "validation_samples": len(run.val),
+        "input_size": list(run.train.image_size),
         "steps_per_epoch": run.steps_per_epoch,
         "processes": ctx.world_size,
         "device": str(ctx.device),
         "resumed_from_epoch": run.epoch,
     }
-    return run
 
 
 def _to_device(data: SplitData, device: torch.device, layout: torch.memory_format) -> SplitData:
@@ -211,16 +229,16 @@ def _to_device(data: SplitData, device: torch.device, layout: torch.memory_forma
 def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> None:
     """Put a checkpoint's state into ``run`` after checking it belongs to this training."""
     problems = Problems()
-    if list(state["class_ids"]) != run.class_ids:
+    if list(state["class_ids"]) != run.config.class_ids:
         problems.add(
             f"{path}: trained for class_ids {state['class_ids']} ({len(state['class_ids'])} "
-            f"classes) but the dataset has {run.class_ids}; the class count does not match: "
+            f"classes) but the dataset has {run.config.class_ids}; the class count does not match: "
             "train without --resume"
         )
-    if state["architecture"] != run.architecture:
+    if state["architecture"] != run.config.architecture:
         problems.add(
             f"{path}: holds model {state['architecture']}, the params ask for "
-            f"{run.architecture}; use the params of that run or train without --resume"
+            f"{run.config.architecture}; use the params of that run or train without --resume"
         )
     now = p.model_dump(mode="json")
     for key, old in state["params"].items():

@@ -7,100 +7,19 @@ first three channels, so each test decides exactly what is predicted by drawing 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
+from helpers.models import CLASS_IDS, IGNORE, make_config, make_dataset, oracle_model
+from helpers.models import ORACLE_SIZE as SIZE
 
 from segcore.common.errors import DatasetError, ParamsError
 from segcore.data.dldataset import DLDataset
-from segcore.data.samples import label_to_index, load_sample, save_sample
+from segcore.data.samples import label_to_index, load_sample
 from segcore.evaluate.evaluation import evaluate_model
 from segcore.evaluate.metrics import compute_measures, confusion_matrix_np, mean_iou
 from segcore.infer.apply import SegModel
 from segcore.model.bundle import BundleConfig, save_bundle
-
-CLASS_IDS = [0, 1, 2, 5]
-CLASS_NAMES = ["good", "contamination", "crack", "border"]
-IGNORE = [5]
-SIZE = 16
-
-
-def make_config(**changes: Any) -> BundleConfig:
-    """The bundle config of the stand-in model (the module itself is built in the test)."""
-    preprocess = {
-        "image_width": SIZE,
-        "image_height": SIZE,
-        "image_num_channels": 3,
-        "ignore_class_ids": list(IGNORE),
-    }
-    fields = {
-        "architecture": {"name": "conv1x1"},
-        "class_ids": list(CLASS_IDS),
-        "class_names": list(CLASS_NAMES),
-        "ignore_class_ids": list(IGNORE),
-        "preprocess_param": preprocess,
-    }
-    return BundleConfig(**(fields | changes))
-
-
-def oracle_model() -> SegModel:
-    """Predicts the argmax of image channels 0..2; the ignore class has the largest logit."""
-    conv = torch.nn.Conv2d(3, len(CLASS_IDS), 1)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        for k in range(3):
-            conv.weight[k, k] = 1.0
-        conv.bias[3] = 1000.0  # would win everywhere if ignore classes were not masked
-    return SegModel(conv, make_config())
-
-
-def make_dataset(root: Path, n: int = 7, seed: int = 0) -> tuple[Path, list[np.ndarray], list]:
-    """Samples of SIZE x SIZE with labels and images that predict them with some errors.
-
-    Returns:
-        the dataset path, the labels, and the class ids the oracle model predicts.
-    """
-    rng = np.random.default_rng(seed)
-    (root / "samples").mkdir(parents=True)
-    rows, labels, preds = [], [], []
-    for i in range(n):
-        label = np.zeros((SIZE, SIZE), np.uint16)
-        label[2 : 4 + i, 3:9] = 1
-        if i % 2 == 0:
-            label[10:13, 2 : 4 + i] = 2
-        label[:, -1] = 5  # an ignore-class border
-        label[0, 0] = 9  # a value that is no class id
-        pred = np.where(rng.random((SIZE, SIZE)) < 0.15 * (i + 1) / n, rng.integers(0, 3), label)
-        pred = np.where(pred > 2, 0, pred).astype(np.int64)
-        image = np.stack([(pred == k) * 10.0 for k in range(3)]).astype(np.float32)
-        name = f"{i:06d}.safetensors"
-        save_sample(root / "samples" / name, image, label)
-        split = "validation" if i == n - 1 else "test"
-        rows.append(
-            {
-                "image_id": i,
-                "image_file_name": f"img{i}.png",
-                "split": split,
-                "sample_file_name": name,
-            }
-        )
-        if split == "test":
-            labels.append(label)
-            preds.append(pred)
-    ds = DLDataset(
-        pd.DataFrame(rows),
-        root,
-        root,
-        list(CLASS_NAMES),
-        list(CLASS_IDS),
-        preprocess_param=make_config().preprocess_param,
-        sample_dir=root / "samples",
-    )
-    return ds.save(root / "dataset.parquet"), labels, preds
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers.cli import run_segcore
-from test_onnx import make_bundle
+from helpers.models import make_bundle
 
 from segcore.common.display import class_colors
 from segcore.common.errors import EXIT_PARTIAL_FAILURE, SegcoreError

@@ -8,34 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from helpers.cli import run_segcore
+from helpers.models import BUNDLE_SIZE as SIZE
+from helpers.models import make_bundle
 
 from segcore.common.io import write_image_atomic
 from segcore.infer.apply import apply_model, load_model
 from segcore.infer.onnx import OnnxError, describe, export_onnx, open_session
-from segcore.model.bundle import BundleConfig, save_bundle
-from segcore.model.factory import architecture, create_model
-from segcore.params import PreprocessParams
-
-SIZE = 32
-
-
-def make_bundle(directory: Path, seed: int = 0) -> Path:
-    """A small compact U-Net with random weights; class id 9 is an ignore class."""
-    torch.manual_seed(seed)
-    kwargs = {"base_channels": 4, "depth": 2}
-    module = create_model("compact", 4, 3, **kwargs)
-    config = BundleConfig(
-        architecture=architecture("compact", 4, 3, **kwargs),
-        class_ids=[0, 1, 2, 9],
-        class_names=["good", "contamination", "crack", "unknown"],
-        ignore_class_ids=[9],
-        preprocess_param=PreprocessParams(
-            image_width=SIZE, image_height=SIZE, ignore_class_ids=[9]
-        ).model_dump(),
-    )
-    return save_bundle(directory, module, config)
 
 
 @pytest.fixture(scope="module")

@@ -78,20 +78,6 @@ NOT_OUTPUT_CODE = {
 """Modules stages load that never decide the content of a stage's outputs."""
 
 
-def _stage_imports(stage: str) -> list[str]:
-    """The segcore modules ``segcore.pipeline.stages.run_<stage>`` imports (its body's imports)."""
-    tree = ast.parse((ROOT / "segcore" / "pipeline" / "stages.py").read_text())
-    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"run_{stage}"]
-    modules = set()
-    for node in ast.walk(func):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("segcore"):
-            if node.module == "segcore":
-                modules |= {f"segcore.{alias.name}" for alias in node.names}
-            else:
-                modules.add(node.module)
-    return sorted(modules)
-
-
 def _loaded_files(modules: list[str]) -> set[str]:
     """The segcore source files a fresh interpreter has loaded after importing ``modules``."""
     code = (
@@ -126,7 +112,7 @@ def test_dvc_stage_deps_are_the_code_that_decides_its_outputs(stage: str) -> Non
     re-run it for nothing."""
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
     listed = {d for d in deps if d.startswith("segcore/")}
-    loaded = _loaded_files(["segcore.pipeline.stages", *_stage_imports(stage)])
+    loaded = _loaded_files([STAGES[stage].__module__])
     assert sorted(loaded - NOT_OUTPUT_CODE - listed) == [], "add these to the stage's deps"
     assert sorted(listed - loaded) == [], "the stage does not load these"
     assert all((ROOT / m).is_file() for m in listed)

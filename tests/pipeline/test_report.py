@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.models import CLASS_NAMES, make_dataset, oracle_model
 from PIL import Image
-from test_evaluate import CLASS_NAMES, make_dataset, oracle_model
 
 from segcore.evaluate.evaluation import evaluate_model
 from segcore.evaluate.report import write_evaluation_report

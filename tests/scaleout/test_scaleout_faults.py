@@ -28,7 +28,8 @@ from helpers.pipeline_repo import dvc, dvc_process, make_repo, set_params
 
 from segcore.params import Params, TrackingParams
 from segcore.tracking import run as tracking
-from segcore.tracking.catch_up import StoreUnreachableError, catch_up, check_store
+from segcore.tracking.catch_up import catch_up
+from segcore.tracking.store import StoreUnreachableError, check_store
 
 FAST_FAIL_S = 30.0
 """A generous bound for failing fast: imports take most of it on a busy machine."""

@@ -26,9 +26,9 @@ from segcore.model.factory import (
     create_from_architecture,
     create_model,
     input_size_multiple,
-    mask_ignored_logits,
     model_names,
 )
+from segcore.model.outputs import mask_ignored_logits
 from segcore.params import PreprocessParams
 
 SMALL_ENCODER = "tu-mobilenetv3_small_050"

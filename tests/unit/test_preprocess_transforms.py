@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segcore.common.errors import DatasetError, ParamsError
+from segcore.data.labels import value_counts
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import (
     preprocess_image,
     preprocess_label,
     preprocess_samples,
     resize_label,
-    value_counts,
 )
 
 

@@ -1,0 +1,91 @@
+"""The served model: MLflow's ``PythonModel`` around a segcore bundle.
+
+Built by ``mlflow_entry.py`` when MLflow loads a logged model; what it takes and answers is
+described in :mod:`segcore.tracking.mlflow_model`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from segcore.common.errors import SegcoreError
+from segcore.common.io import decode_image as decode_bytes
+from segcore.infer.apply import apply_model, load_model
+from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, column_name
+
+
+def decode_image(data: bytes | bytearray | str) -> np.ndarray:
+    """Encoded image bytes (or their base64 text) -> ``(H, W, C)`` array, RGB order.
+
+    Same conventions as :func:`segcore.common.io.read_image`: alpha dropped, 8/16 bit kept.
+
+    Raises:
+        SegcoreError: not a decodable image.
+    """
+    raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
+    image = decode_bytes(raw)
+    if image is None:
+        raise SegcoreError(
+            f"column {IMAGE_COLUMN!r}: not a decodable image ({len(raw)} bytes); send PNG, "
+            "JPEG, TIFF or BMP file bytes (base64 text over HTTP)"
+        )
+    return image
+
+
+def _encode_png(segmentation: np.ndarray) -> str:
+    dtype = np.uint8 if segmentation.max(initial=0) <= 255 else np.uint16
+    ok, buf = cv2.imencode(".png", segmentation.astype(dtype))
+    assert ok, "PNG encoding of a 2-D integer image cannot fail"
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+class SegmentationModel(PythonModel):
+    """MLflow ``PythonModel`` around a segcore bundle (see the module docstring)."""
+
+    def load_context(self, context: Any) -> None:
+        device = os.environ.get("SEGCORE_SERVE_DEVICE", "auto")
+        self._model = load_model(context.artifacts[BUNDLE_ARTIFACT], device=device)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Segment every image of ``model_input[IMAGE_COLUMN]``; one output row per image."""
+        if IMAGE_COLUMN not in model_input:
+            raise SegcoreError(
+                f"input has no {IMAGE_COLUMN!r} column (got {list(model_input.columns)}); "
+                "send one column 'image' of encoded image files"
+            )
+        min_area = int((params or {}).get("min_area", 1))
+        images = [decode_image(v) for v in model_input[IMAGE_COLUMN]]
+        config = self._model.config
+        rows = []
+        for result in apply_model(self._model, images, min_area=min_area):
+            seg = result.segmentation_image
+            row: dict[str, Any] = {
+                "segmentation_image": _encode_png(seg),
+                "mean_confidence": float(result.segmentation_confidence.mean()),
+            }
+            for cid, name in zip(config.class_ids, config.class_names, strict=True):
+                row[column_name(name)] = int((seg == cid).sum())
+            row["regions"] = json.dumps(
+                [
+                    {
+                        "class_id": r.class_id,
+                        "class_name": r.class_name,
+                        "area": r.area,
+                        "bbox": list(r.bbox),
+                        "mean_confidence": round(r.mean_confidence, 4),
+                    }
+                    for r in result.regions
+                ]
+            )
+            rows.append(row)
+        return pd.DataFrame(rows)

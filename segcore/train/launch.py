@@ -1,0 +1,63 @@
+"""Launching training on several processes of this machine with ``torchrun``.
+
+With ``train.nproc > 1`` the train stage starts ``nproc`` ranks with :func:`launch`; each
+rank runs ``segcore train`` (the same stage), joins the process group
+(:mod:`segcore.train.distributed`) and trains its share. Rank 0 alone writes files,
+prints and tracks: it logs into the MLflow run that the launching process opened, which
+:data:`RESUME_TRACKING_ENV` tells it to continue instead of starting one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from segcore.common.errors import SegcoreError
+
+RESUME_TRACKING_ENV = "SEGCORE_RESUME_TRACKING"
+"""Set for the ranks :func:`launch` starts: rank 0 continues the launcher's MLflow run."""
+
+
+def torchrun_rank() -> int | None:
+    """This process's rank when ``torchrun`` started it (``RANK``), else ``None``."""
+    rank = os.environ.get("RANK")
+    return None if rank is None else int(rank)
+
+
+def is_main_process() -> bool:
+    """The process that prints, writes files and tracks: rank 0, or the only one."""
+    return torchrun_rank() in (None, 0)
+
+
+def continues_launcher_run() -> bool:
+    """Rank 0 of ranks started by :func:`launch`: it logs into the launcher's run."""
+    return torchrun_rank() == 0 and os.environ.get(RESUME_TRACKING_ENV) == "1"
+
+
+def launch(nproc: int, workdir: Path, resume: bool) -> None:
+    """``torchrun --standalone --nproc_per_node=N -m segcore.cli train`` in ``workdir`` (one
+    machine, a free rendezvous port).
+
+    Raises:
+        SegcoreError: a rank failed (its output is above).
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "segcore.cli",
+        "train",
+        *(["--resume"] if resume else []),
+    ]
+    env = {**os.environ, RESUME_TRACKING_ENV: "1"}
+    proc = subprocess.run(cmd, cwd=workdir, env=env, check=False)
+    if proc.returncode != 0:
+        raise SegcoreError(
+            f"distributed training ({' '.join(cmd[2:])}) failed with exit code "
+            f"{proc.returncode}; see its output above, or set train.nproc to 1"
+        )
