@@ -38,7 +38,7 @@ def read_cvat(path: Path) -> ParsedExport:
         out.problems.append(
             f"{path}: holds <track> elements (CVAT for video); export 'CVAT for images 1.1'"
         )
-    for index, image in enumerate(root.iter("image")):
+    for index, image in enumerate(root.findall("image")):
         name = image.get("name")
         if not name:
             out.problems.append(f"{path}: <image> #{index} has no name; export again from CVAT")

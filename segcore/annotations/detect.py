@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
-from segcore.errors import DatasetError
+from segcore.errors import DatasetError, ParamsError
 
 Format = Literal["coco", "cvat", "labelme", "labelstudio"]
 FORMATS: Final[tuple[Format, ...]] = ("coco", "cvat", "labelme", "labelstudio")
@@ -107,12 +107,17 @@ def _detect_json(export: Path, data: Any) -> Format:
 
 
 def check_format(name: str | None, export: Path) -> Format:
-    """``name`` checked against :data:`FORMATS`, or the detected format when ``None``."""
+    """``name`` checked against :data:`FORMATS`, or the detected format when ``None``.
+
+    Raises:
+        ParamsError: ``name`` is not a known format.
+        DatasetError: the format cannot be detected.
+    """
     if name is None or name == "auto":
         return detect_format(export)
     if name not in FORMATS:
-        raise DatasetError(
+        raise ParamsError(
             f"format {name!r} is unknown; use one of {', '.join(FORMATS)} or leave it out "
             "to detect it from the export"
         )
-    return name  # type: ignore[return-value]
+    return cast(Format, name)

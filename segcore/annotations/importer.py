@@ -11,6 +11,7 @@ set always gets the same ids, whichever tool or image order produced it; a label
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ def _check_options(
 ) -> None:
     problems = Problems()
     for key, value in (("background_id", background_id), ("ignore_id", ignore_id)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CLASS_ID:
+        if not _is_class_id(value):
             problems.add(f"{key}: {value!r} is not a class id; use an integer 0..{MAX_CLASS_ID}")
     if unlabelled not in ("background", "ignore"):
         problems.add(f"unlabelled: {unlabelled!r} is unknown; use 'background' or 'ignore'")
@@ -238,11 +239,7 @@ def _class_map_problems(
     class_map: Mapping[str, int], background_id: int, unlabelled: str, ignore_id: int
 ) -> list[str]:
     out = []
-    bad = {
-        n: i
-        for n, i in class_map.items()
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= MAX_CLASS_ID
-    }
+    bad = {n: i for n, i in class_map.items() if not _is_class_id(i)}
     if bad:
         out.append(f"class_map: {bad} are not class ids; use integers 0..{MAX_CLASS_ID}")
     if background_id not in class_map.values():
@@ -256,3 +253,11 @@ def _class_map_problems(
             f"class_map: {names} use ignore_id {ignore_id}; choose another ignore_id or class id"
         )
     return out
+
+
+def _is_class_id(value: object) -> bool:
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and 0 <= int(value) <= MAX_CLASS_ID
+    )

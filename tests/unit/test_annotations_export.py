@@ -106,6 +106,11 @@ def test_polygons_are_one_ring_per_region_with_holes_cut_in(tmp_path: Path) -> N
     # Outline (4 corners), cut in, the hole (traced on the pixels round it: its corners are
     # cut diagonally, 8 vertices), and back out.
     assert len(points) == 2 * (4 + 1 + 8 + 1)
+    # The outline turns clockwise on screen (positive shoelace area with y down), the hole
+    # the other way (for tools using the non-zero rule): the ring's area is the outline's
+    # (5.5 x 5.5) minus the hole's (2.5 x 2.5 less 4 corners of 1/8), not their sum.
+    x, y = np.array(points[0::2]), np.array(points[1::2])
+    assert (np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2 == 30.25 - 5.75
 
 
 def test_rle_is_one_annotation_per_class(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from segcore.annotations import detect_format, import_labels
-from segcore.errors import DatasetError
+from segcore.errors import DatasetError, ParamsError
 from segcore.io import read_label
 
 CLASSES = {"background": 0, "dent": 1, "scratch": 2}
@@ -80,10 +80,10 @@ def png_base64(bitmap: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_labelme_folder_with_polygon_mask_and_sub_folders(tmp_path: Path) -> None:
-    write_images(tmp_path / "images", {"lot1/a.png": (9, 8), "lot2/a.png": (9, 8)})
-    folder = tmp_path / "labelme" / "lot1"
-    folder.mkdir(parents=True)
+def test_labelme_json_beside_the_images_with_polygon_and_mask(tmp_path: Path) -> None:
+    """LabelMe's usual layout: ``lot1/a.json`` next to ``lot1/a.png``, naming it ``a.png``
+    (relative to the JSON, so not ``lot2/a.png``)."""
+    images = write_images(tmp_path / "images", {"lot1/a.png": (9, 8), "lot2/a.png": (9, 8)})
     bitmap = np.array([[1, 0, 1], [1, 1, 1]])
     shapes = [
         {"label": "dent", "points": [[1, 1], [4, 1], [4, 3], [1, 3]], "shape_type": "polygon"},
@@ -94,13 +94,14 @@ def test_labelme_folder_with_polygon_mask_and_sub_folders(tmp_path: Path) -> Non
             "mask": png_base64(bitmap),
         },
     ]
-    data = {"version": "5.5.0", "shapes": shapes, "imagePath": "../../images/lot1/a.png"}
-    (folder / "a.json").write_text(json.dumps(data | {"imageWidth": 9, "imageHeight": 8}))
+    data = {"version": "5.5.0", "shapes": shapes, "imagePath": "a.png"}
+    (images / "lot1" / "a.json").write_text(json.dumps(data | {"imageWidth": 9, "imageHeight": 8}))
+    result = import_labels(images, images, tmp_path / "labels", class_map=CLASSES)
+    assert result.format == "labelme"
     expected = np.zeros((8, 9), dtype=np.uint8)
     expected[1:3, 1:4] = 1
     expected[5:7, 5:8] = bitmap * 2
-    got = imported(tmp_path, tmp_path / "labelme", name="lot1/a.png")
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(read_label(tmp_path / "labels" / "lot1" / "a.png"), expected)
     # The other lot has no JSON: a defect-free sample, all background.
     assert not read_label(tmp_path / "labels" / "lot2" / "a.png").any()
 
@@ -110,19 +111,32 @@ def test_labelme_folder_with_polygon_mask_and_sub_folders(tmp_path: Path) -> Non
 
 def brush_rle(flat: np.ndarray) -> list[int]:
     """Label Studio's brush RLE of a flat uint8 array, written from the format: 32-bit count,
-    word size - 1 (5 bits), four run-length sizes - 1 (4 bits each: 3, 4, 8, 16), then a
-    literal block per single value and a run block per repeated value."""
+    word size - 1 (5 bits), four run-length sizes - 1 (4 bits each: 3, 4, 8, 16), then a run
+    block per repeated value and literal blocks (up to 8 words) for values that differ."""
     bits = [f"{len(flat):032b}", f"{8 - 1:05b}", *(f"{s - 1:04b}" for s in (3, 4, 8, 16))]
-    i = 0
-    while i < len(flat):
-        j = i
-        while j < len(flat) and flat[j] == flat[i] and j - i < 2**16:
-            j += 1
-        if j - i == 1:
-            bits.append(f"0{0:02b}{0:03b}{flat[i]:08b}")  # literal, size index 0, length 1
+    runs: list[tuple[int, int]] = []  # (value, length)
+    for value in flat.tolist():
+        if runs and runs[-1][0] == value and runs[-1][1] < 2**16:
+            runs[-1] = (value, runs[-1][1] + 1)
         else:
-            bits.append(f"1{3:02b}{j - i - 1:016b}{flat[i]:08b}")  # run, size index 3
-        i = j
+            runs.append((value, 1))
+    pending: list[int] = []  # single values, written as one literal block of up to 8
+
+    def flush() -> None:
+        if pending:
+            words = "".join(f"{v:08b}" for v in pending)
+            bits.append(f"0{0:02b}{len(pending) - 1:03b}{words}")  # literal, size index 0
+            pending.clear()
+
+    for value, length in runs:
+        if length == 1:
+            pending.append(value)
+            if len(pending) == 8:
+                flush()
+        else:
+            flush()
+            bits.append(f"1{3:02b}{length - 1:016b}{value:08b}")  # run, size index 3
+    flush()
     text = "".join(bits)
     text += "0" * (-len(text) % 8)
     return [int(text[k : k + 8], 2) for k in range(0, len(text), 8)]
@@ -145,7 +159,8 @@ def test_labelstudio_polygon_rectangle_and_brush_in_percent(tmp_path: Path) -> N
     write_images(tmp_path / "images", {"a.png": (20, 10), "b.png": (20, 10)})
     brush = np.zeros((10, 20), dtype=bool)
     brush[7:9, 15:19] = True
-    rgba = np.where(brush[:, :, None], [255, 0, 0, 255], 0).astype(np.uint8)  # red strokes
+    # Green strokes: alpha marks them, and RGBA values differ, so runs and literals both occur.
+    rgba = np.where(brush[:, :, None], [0, 255, 0, 200], 0).astype(np.uint8)
     results = [
         ls_result(
             "polygonlabels",
@@ -163,6 +178,9 @@ def test_labelstudio_polygon_rectangle_and_brush_in_percent(tmp_path: Path) -> N
         ),
         {"type": "choices", "value": {"choices": ["ok"]}},
     ]
+    square = ls_result(
+        "polygonlabels", {"points": [[0, 0], [10, 0], [10, 20], [0, 20]], "polygonlabels": ["dent"]}
+    )
     tasks = [
         {
             "id": 7,
@@ -173,7 +191,11 @@ def test_labelstudio_polygon_rectangle_and_brush_in_percent(tmp_path: Path) -> N
             ],
             "predictions": [],
         },
-        {"id": 8, "data": {"image": "/data/local-files/?d=images/b.png"}, "annotations": []},
+        {
+            "id": 8,
+            "data": {"image": "/data/local-files/?d=images/b.png"},
+            "annotations": [{"id": 3, "result": [square]}],
+        },
     ]
     export = tmp_path / "project.json"
     export.write_text(json.dumps(tasks))
@@ -182,7 +204,23 @@ def test_labelstudio_polygon_rectangle_and_brush_in_percent(tmp_path: Path) -> N
     expected[1:5, 10:15] = 2  # x 50-75 %, y 10-50 %
     expected[7:9, 15:19] = 1
     np.testing.assert_array_equal(imported(tmp_path, export), expected)
-    assert not read_label(tmp_path / "labels" / "b.png").any()
+    expected_b = np.zeros((10, 20), dtype=np.uint8)
+    expected_b[0:2, 0:2] = 1
+    np.testing.assert_array_equal(read_label(tmp_path / "labels" / "b.png"), expected_b)
+
+
+def test_labelstudio_rectangle_turns_clockwise_around_its_top_left_corner(tmp_path: Path) -> None:
+    write_images(tmp_path / "images", {"a.png": (20, 10)})
+    rect = {"x": 50, "y": 20, "width": 10, "height": 40, "rotation": 90}
+    result = ls_result("rectanglelabels", rect | {"rectanglelabels": ["scratch"]})
+    export = tmp_path / "project.json"
+    task = {"id": 1, "data": {"image": "a.png"}, "annotations": [{"id": 1, "result": [result]}]}
+    export.write_text(json.dumps([task]))
+    # The 2 x 4 pixel box at (10, 2) turned a quarter clockwise on screen around (10, 2):
+    # its right side now points down, its lower side left, so it spans x 6..10, y 2..4.
+    expected = np.zeros((10, 20), dtype=np.uint8)
+    expected[2:4, 6:10] = 2
+    np.testing.assert_array_equal(imported(tmp_path, export), expected)
 
 
 # --------------------------------------------------------------------------- detection
@@ -226,5 +264,5 @@ def test_unknown_exports_name_the_file_and_what_was_found(
 
 
 def test_named_format_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="format 'yolo' is unknown; use one of coco, cvat"):
+    with pytest.raises(ParamsError, match="format 'yolo' is unknown; use one of coco, cvat"):
         import_labels(tmp_path, tmp_path, tmp_path / "out", format="yolo")
