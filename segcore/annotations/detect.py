@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from segcore.errors import DatasetError, ParamsError
+from segcore.common.errors import DatasetError, ParamsError
 
 Format = Literal["coco", "cvat", "labelme", "labelstudio"]
 FORMATS: Final[tuple[Format, ...]] = ("coco", "cvat", "labelme", "labelstudio")

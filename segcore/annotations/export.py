@@ -30,8 +30,8 @@ from pycocotools import mask as mask_utils
 
 from segcore.annotations.checks import capped
 from segcore.annotations.shapes import fill_patch
-from segcore.errors import DatasetError, ParamsError, Problems
-from segcore.io import (
+from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.common.io import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIXES,
     image_size,

@@ -21,8 +21,8 @@ import numpy as np
 
 from segcore.annotations.detect import labelme_files, load_json
 from segcore.annotations.model import ImageEntry, ParsedExport, Shape, box_ring, ring
-from segcore.errors import DatasetError
-from segcore.io import decode_image
+from segcore.common.errors import DatasetError
+from segcore.common.io import decode_image
 
 _LINES = frozenset({"line", "linestrip"})
 

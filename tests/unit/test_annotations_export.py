@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from segcore.annotations import export_coco, import_labels
-from segcore.errors import DatasetError
-from segcore.io import read_label
+from segcore.common.errors import DatasetError
+from segcore.common.io import read_label
 
 NAMES, IDS = ["good", "crack", "spot"], [0, 1, 2]
 

@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from segcore.annotations import ImportLabelsParams, build_class_map, import_labels
-from segcore.io import read_label
+from segcore.common.io import read_label
 
 
 def write_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:
