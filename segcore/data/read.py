@@ -103,8 +103,7 @@ def _collect_rows(
     class_ids: list[int] | None,
     problems: Problems,
 ) -> list[dict]:
-    """Check both folders, pair their files and read every pair into one row each;
-    problems go to ``problems``."""
+    """Check both folders, pair their files and read each pair into a row; problems collect."""
     folder_problems = _folder_problems(image_root, label_root)
     problems.extend(folder_problems)
     if folder_problems:

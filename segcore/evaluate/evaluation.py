@@ -181,8 +181,7 @@ def _measure_names(measures: Sequence[str]) -> list[str]:
 
 @dataclass
 class _Tally:
-    """What an evaluation sums up over the batches: the confusion matrix, one row per
-    image, and the lowest-ranked samples (a heap, see :meth:`_keep`)."""
+    """Sums over the batches: the confusion matrix, per-image rows and the worst samples."""
 
     class_ids: list[int]
     ignore: list[int]
@@ -195,6 +194,7 @@ class _Tally:
     worst: list[tuple[float, int, EvaluatedSample]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        """Start from an empty matrix."""
         k = len(self.class_ids)
         self.total = np.zeros((k, k), dtype=np.int64)
         self.ids = np.asarray(self.class_ids, dtype=np.uint16)
@@ -218,8 +218,7 @@ class _Tally:
         p: np.ndarray,
         c: np.ndarray,
     ) -> None:
-        """Count one sample: its ``(K, K)`` matrix ``m``, predicted class indices ``p`` and
-        confidences ``c`` (both ``(H, W)``)."""
+        """Count one sample from its ``(K, K)`` matrix and ``(H, W)`` classes and confidences."""
         self.total += m
         counted = int(m.sum())
         miou = mean_iou(m) if counted else float("nan")
@@ -247,8 +246,7 @@ class _Tally:
             self._keep((-miou, -len(self.rows), kept))
 
     def _keep(self, entry: tuple[float, int, EvaluatedSample]) -> None:
-        """Keep ``entry`` while among the ``keep_worst`` lowest mean IoUs (on a tie the
-        earlier sample stays); the heap's root is the best kept sample."""
+        """Keep ``entry`` while among the ``keep_worst`` lowest mean IoUs; ties keep the earlier."""
         if len(self.worst) < self.keep_worst:
             heapq.heappush(self.worst, entry)
         elif entry > self.worst[0]:

@@ -254,11 +254,7 @@ def _sample_row(
     ignore_class_ids: Sequence[int],
     diff_cmap: ListedColormap,
 ) -> tuple[AxesImage, bool]:
-    """Draw one sample's five panels into ``axes`` (one row); returns the confidence image
-    (for the colour bar) and whether the sample has pixels that were not evaluated.
-
-    ``valid`` is ``(65536,)`` bool: which label values are evaluated.
-    """
+    """Draw one sample into a row of ``axes``; its confidence image, and if a pixel is ignored."""
     evaluated = valid[s.label.astype(np.int64)]
     diff = np.where(evaluated, (s.prediction != s.label).astype(np.int64), 2)
     panels = (
@@ -281,8 +277,7 @@ def _sample_row(
 def _legend_handles(
     class_ids: Sequence[int], class_names: Sequence[str], ignore: set[int], any_ignored: bool
 ) -> list[Patch]:
-    """Legend entries: the fixed colour of each evaluated class, the difference panel's
-    two colours, and the ignore colour when some pixel was not evaluated."""
+    """Legend: each evaluated class's colour, the difference colours, and ignore if it occurs."""
     colors = class_colors(len(class_ids)) / 255.0
     handles = [
         Patch(facecolor=colors[k], edgecolor="black", label=f"{name} ({cid})")

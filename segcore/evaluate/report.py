@@ -114,8 +114,7 @@ def write_evaluation_report(
 
 
 def _write_tables(result: EvaluationResult, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write ``metrics.json`` and the three CSV tables; returns the class table and the
-    per-image table ranked worst first."""
+    """Write ``metrics.json`` and the CSVs; returns the class table and per-image, worst first."""
     write_json_atomic(out / METRICS_FILE, metrics_dict(result))
     _write_csv(confusion_frame(result), out / "confusion_matrix.csv", index=True)
     classes = class_table(result)
@@ -128,8 +127,7 @@ def _write_tables(result: EvaluationResult, out: Path) -> tuple[pd.DataFrame, pd
 def _plot_measures(
     result: EvaluationResult, classes: pd.DataFrame, out: Path
 ) -> list[tuple[str, str, str]]:
-    """Plot both confusion matrices and the per-class measures; their ``(file, heading,
-    caption)`` for the report."""
+    """Plot both confusion matrices and the class measures; their ``(file, heading, caption)``."""
     plot_confusion_matrix(result.confusion_matrix, result.class_names, out / "confusion_matrix.png")
     plot_confusion_matrix(
         result.confusion_matrix,

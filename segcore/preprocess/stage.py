@@ -206,8 +206,7 @@ def _scan(
     dataset: DLDataset,
     class_weights: ClassWeightParams,
 ) -> tuple[dict[int, ScanResult], np.ndarray, tuple[float, ...]]:
-    """Pass 1: every job's scan by image id, the ``(N_train, K)`` train pixel counts and the
-    class weights; raises with every problem found before anything is written."""
+    """Pass 1 (raises on any problem): scans by image id, train pixel counts, class weights."""
     scans = {r.image_id: r for r in map_jobs(partial(scan_sample, ctx), jobs, "Checking labels")}
     _raise_problems(
         [scans[j.image_id].problem for j in jobs],

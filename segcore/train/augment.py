@@ -145,9 +145,9 @@ def _draw(
     total: int,
     offset: int,
 ) -> _Draws:
-    """Draw every random number for all ``total`` samples, used or not, and keep the
-    batch's rows ``offset .. offset + n - 1``: the generator advances by the same amount
-    whatever the batch holds."""
+    """The batch's rows ``offset .. offset + n - 1`` of random values drawn for ``total``."""
+    # Draw every random number for every sample, used or not: the generator advances
+    # by the same amount whatever the batch holds.
     g, rows = generator, slice(offset, offset + n)
     chosen = (torch.rand(total, generator=g) < params.augmentation_percentage / 100.0)[rows]
     op = torch.randint(len(ops), (total,), generator=g)[rows]
@@ -181,8 +181,7 @@ def _rotate(
     target: torch.Tensor,
     weight: torch.Tensor,
 ) -> None:
-    """Turn the selected samples by 90, 180 or 270 degrees (180 only unless ``rotate`` is
-    90), in place."""
+    """Turn the selected samples by 1-3 quarter turns (180 degrees unless ``rotate`` is 90)."""
     turns = draws.kind + 1 if params.rotate == 90 else torch.full_like(draws.kind, 2)
     for k in (1, 2, 3):
         _on(
@@ -197,8 +196,7 @@ def _rotate(
 def _photometric(
     draws: _Draws, params: AugmentationParams, image: torch.Tensor, unit: torch.Tensor
 ) -> None:
-    """Brightness, contrast, saturation and spot on the selected images, in place;
-    ``unit`` ``(1, C, 1, 1)`` converts grey values to network-input units."""
+    """Brightness, contrast, saturation and spot; ``unit`` is grey value -> input units."""
     h, w = image.shape[-2:]
     signed = draws.signed
     offset = signed * params.brightness_variation
