@@ -87,19 +87,39 @@ def read_dataset(
     )
     known_ids = None if problems else [int(c) for c in class_ids]
     image_root, label_root = Path(image_dir), Path(segmentation_dir)
-    folders_ok = True
-    rows: list[dict] = []
-    for key, folder in (("image_dir", image_root), ("segmentation_dir", label_root)):
-        if not folder.is_dir():
-            what = "is not a folder" if folder.exists() else "does not exist"
-            problems.add(f"{folder}: {key} {what}; set dataset.{key} to the folder of your files")
-            folders_ok = False
-    if folders_ok:
-        pairs = _pair_files(
-            image_root, label_root, label_prefix, label_suffix, ignore_unmatched, problems
-        )
-        rows = _read_pairs(pairs, known_ids, problems)
+    rows = _collect_rows(
+        image_root, label_root, label_prefix, label_suffix, ignore_unmatched, known_ids, problems
+    )
     problems.raise_if_any(DatasetError, f"the dataset cannot be read ({len(problems)} problems)")
+    return _to_dataset(rows, image_root, label_root, class_names, class_ids)
+
+
+def _collect_rows(
+    image_root: Path,
+    label_root: Path,
+    prefix: str,
+    suffix: str,
+    ignore_unmatched: bool,
+    class_ids: list[int] | None,
+    problems: Problems,
+) -> list[dict]:
+    """Check both folders, pair their files and read each pair into a row; problems collect."""
+    folder_problems = _folder_problems(image_root, label_root)
+    problems.extend(folder_problems)
+    if folder_problems:
+        return []
+    pairs = _pair_files(image_root, label_root, prefix, suffix, ignore_unmatched, problems)
+    return _read_pairs(pairs, class_ids, problems)
+
+
+def _to_dataset(
+    rows: list[dict],
+    image_root: Path,
+    label_root: Path,
+    class_names: Sequence[str],
+    class_ids: Sequence[int],
+) -> DLDataset:
+    """The dataset of the read rows, numbered ``image_id`` 0..N-1 in row order."""
     samples = pd.DataFrame(rows)
     samples.insert(0, COL_IMAGE_ID, np.arange(len(samples), dtype=np.int64))
     return DLDataset(
@@ -109,6 +129,16 @@ def read_dataset(
         class_names=[str(n) for n in class_names],
         class_ids=[int(c) for c in class_ids],
     )
+
+
+def _folder_problems(image_root: Path, label_root: Path) -> list[str]:
+    """One problem for each of the two roots that is not a folder."""
+    found = []
+    for key, folder in (("image_dir", image_root), ("segmentation_dir", label_root)):
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            found.append(f"{folder}: {key} {what}; set dataset.{key} to the folder of your files")
+    return found
 
 
 def _key(rel: Path) -> str:
@@ -149,34 +179,13 @@ def _pair_files(
     image_files, label_files, label_keys = found
     images = _group(image_files, [_key(p.relative_to(image_root)) for p in image_files])
     labels = _group(label_files, label_keys)
-    for group, kind in ((images, "images"), (labels, "label images")):
-        for key, paths in group.items():
-            if len(paths) > 1:
-                names = ", ".join(str(p) for p in paths)
-                problems.add(f"{names}: several {kind} for the name {key!r}; keep only one")
+    problems.extend(_duplicate_problems(images, labels))
     if not ignore_unmatched:
-        unlabelled = [paths[0] for key, paths in images.items() if key not in labels]
         problems.extend(
-            _capped(
-                f"{path}: image without a label image (expected "
-                f"{_expected_label(label_root, path.relative_to(image_root), prefix, suffix)}"
-                ".png, .tif or .bmp); add the label, fix dataset.label_prefix/label_suffix, "
-                "or set dataset.ignore_unmatched"
-                for path in unlabelled
-            )
+            _unlabelled_problems(images, labels, image_root, label_root, prefix, suffix)
         )
         problems.extend(
-            _capped(
-                f"{path}: label image without an image ("
-                + (
-                    f"expected {image_root / key}.*"
-                    if key is not None
-                    else f"its name lacks label_prefix {prefix!r} / label_suffix {suffix!r}"
-                )
-                + "); add the image, remove the label, or set dataset.ignore_unmatched"
-                for path, key in zip(label_files, label_keys, strict=True)
-                if key not in images
-            )
+            _orphan_label_problems(images, label_files, label_keys, image_root, prefix, suffix)
         )
     pairs = [
         _Pair(
@@ -195,6 +204,58 @@ def _pair_files(
             "same sub-folder"
         )
     return pairs
+
+
+def _duplicate_problems(images: dict[str, list[Path]], labels: dict[str, list[Path]]) -> list[str]:
+    """One problem per name that several images (or several label images) share."""
+    found = []
+    for group, kind in ((images, "images"), (labels, "label images")):
+        for key, paths in group.items():
+            if len(paths) > 1:
+                names = ", ".join(str(p) for p in paths)
+                found.append(f"{names}: several {kind} for the name {key!r}; keep only one")
+    return found
+
+
+def _unlabelled_problems(
+    images: dict[str, list[Path]],
+    labels: dict[str, list[Path]],
+    image_root: Path,
+    label_root: Path,
+    prefix: str,
+    suffix: str,
+) -> list[str]:
+    """One problem per image without a label image (capped), naming the label it expects."""
+    unlabelled = [paths[0] for key, paths in images.items() if key not in labels]
+    return _capped(
+        f"{path}: image without a label image (expected "
+        f"{_expected_label(label_root, path.relative_to(image_root), prefix, suffix)}"
+        ".png, .tif or .bmp); add the label, fix dataset.label_prefix/label_suffix, "
+        "or set dataset.ignore_unmatched"
+        for path in unlabelled
+    )
+
+
+def _orphan_label_problems(
+    images: dict[str, list[Path]],
+    label_files: list[Path],
+    label_keys: list[str | None],
+    image_root: Path,
+    prefix: str,
+    suffix: str,
+) -> list[str]:
+    """One problem per label image without an image (capped), saying what it lacks."""
+    return _capped(
+        f"{path}: label image without an image ("
+        + (
+            f"expected {image_root / key}.*"
+            if key is not None
+            else f"its name lacks label_prefix {prefix!r} / label_suffix {suffix!r}"
+        )
+        + "); add the image, remove the label, or set dataset.ignore_unmatched"
+        for path, key in zip(label_files, label_keys, strict=True)
+        if key not in images
+    )
 
 
 def _find_files(

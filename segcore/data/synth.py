@@ -138,39 +138,14 @@ def generate_pills(
             defect-free images is ``round(defect_free_fraction * num_images)``.
         seed: random seed; the same seed gives byte-identical files.
     """
-    if num_images <= 0 or width < 32 or height < 32 or not 0 <= defect_free_fraction <= 1:
-        raise ValueError(
-            f"need num_images > 0, width and height >= 32, 0 <= defect_free_fraction <= 1; got "
-            f"{num_images}, {width}x{height}, {defect_free_fraction}"
-        )
+    _check_size(num_images, width, height, defect_free_fraction)
     start = time.perf_counter()
     out = Path(out_dir)
     image_dir, label_dir = out / "images", out / "labels"
-    rng = np.random.default_rng(seed)
-    num_free = round(defect_free_fraction * num_images)
-    free = np.zeros(num_images, dtype=bool)
-    free[rng.permutation(num_images)[:num_free]] = True
-    digits = max(4, len(str(num_images - 1)))
-    names = [f"pill_{i:0{digits}d}.png" for i in range(num_images)]
-
-    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    images = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    num_clean = 0
-    for i in track(range(num_images), "synth"):
-        image, label = render_pill_image(
-            np.random.default_rng([seed, i]), width, height, defects=not free[i]
-        )
-        write_image_atomic(image_dir / names[i], image)
-        write_image_atomic(label_dir / names[i], label)
-        counts = np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
-        pixels += counts
-        images += counts > 0
-        num_clean += int(counts[GOOD] == counts.sum())
-    keep = set(names)
-    for folder in (image_dir, label_dir):
-        for stale in folder.glob("pill_*.png"):
-            if stale.name not in keep and re.fullmatch(r"pill_\d+\.png", stale.name):
-                stale.unlink()
+    free = _defect_free(np.random.default_rng(seed), num_images, defect_free_fraction)
+    names = _pill_names(num_images)
+    pixels, images, num_clean = _write_pills(seed, width, height, free, names, image_dir, label_dir)
+    _remove_stale((image_dir, label_dir), set(names))
     return PillsSummary(
         out_dir=out,
         num_images=num_images,
@@ -181,6 +156,65 @@ def generate_pills(
         class_images=tuple(int(n) for n in images),
         seconds=time.perf_counter() - start,
     )
+
+
+def _check_size(num_images: int, width: int, height: int, defect_free_fraction: float) -> None:
+    """Raise ``ValueError`` for arguments :func:`generate_pills` cannot draw."""
+    if num_images <= 0 or width < 32 or height < 32 or not 0 <= defect_free_fraction <= 1:
+        raise ValueError(
+            f"need num_images > 0, width and height >= 32, 0 <= defect_free_fraction <= 1; got "
+            f"{num_images}, {width}x{height}, {defect_free_fraction}"
+        )
+
+
+def _defect_free(
+    rng: np.random.Generator, num_images: int, defect_free_fraction: float
+) -> np.ndarray:
+    """``(num_images,)`` bool: which images show intact pills only (a random choice)."""
+    num_free = round(defect_free_fraction * num_images)
+    free = np.zeros(num_images, dtype=bool)
+    free[rng.permutation(num_images)[:num_free]] = True
+    return free
+
+
+def _pill_names(num_images: int) -> list[str]:
+    """File names ``pill_NNNN.png``, zero-padded to at least four digits."""
+    digits = max(4, len(str(num_images - 1)))
+    return [f"pill_{i:0{digits}d}.png" for i in range(num_images)]
+
+
+def _write_pills(
+    seed: int,
+    width: int,
+    height: int,
+    free: np.ndarray,
+    names: list[str],
+    image_dir: Path,
+    label_dir: Path,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Render and write every pair; ``(pixels per class, images per class, defect-free)``."""
+    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    images = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    num_clean = 0
+    for i in track(range(len(names)), "synth"):
+        image, label = render_pill_image(
+            np.random.default_rng([seed, i]), width, height, defects=not free[i]
+        )
+        write_image_atomic(image_dir / names[i], image)
+        write_image_atomic(label_dir / names[i], label)
+        counts = np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+        pixels += counts
+        images += counts > 0
+        num_clean += int(counts[GOOD] == counts.sum())
+    return pixels, images, num_clean
+
+
+def _remove_stale(folders: tuple[Path, ...], keep: set[str]) -> None:
+    """Delete ``pill_<digits>.png`` files of an earlier, larger run from ``folders``."""
+    for folder in folders:
+        for stale in folder.glob("pill_*.png"):
+            if stale.name not in keep and re.fullmatch(r"pill_\d+\.png", stale.name):
+                stale.unlink()
 
 
 def render_pill_image(

@@ -150,10 +150,7 @@ def evaluate_model(
             classes or preprocessing differ from the model's.
         ParamsError: an unknown measure name.
     """
-    try:
-        names = resolve_measures(measures)
-    except ValueError as err:
-        raise ParamsError(f"evaluate.measures: {err}") from None
+    names = _measure_names(measures)
     ds = dataset if isinstance(dataset, DLDataset) else DLDataset.load(dataset)
     model = (
         model_or_bundle
@@ -166,61 +163,112 @@ def evaluate_model(
         | set((ds.preprocess_param or {}).get("ignore_class_ids", []))
     )
     class_ids = list(model.config.class_ids)
-    k = len(class_ids)
     start = time.perf_counter()
-    total = np.zeros((k, k), dtype=np.int64)
-    rows: list[dict[str, Any]] = []
-    worst: list[tuple[float, int, EvaluatedSample]] = []  # max-heap on mean IoU (negated)
-    ids = np.asarray(class_ids, dtype=np.uint16)
+    tally = _Tally(class_ids, ignore, keep_worst)
     batches = _batches(ds, samples, batch_size)
     for batch in track(batches, f"Evaluating {split}", total=-(-len(samples) // batch_size)):
+        tally.add_batch(model, batch)
+    return tally.result(split, names, list(model.config.class_names), start)
+
+
+def _measure_names(measures: Sequence[str]) -> list[str]:
+    """The measure names that ``measures`` stands for; an unknown one is a ``ParamsError``."""
+    try:
+        return resolve_measures(measures)
+    except ValueError as err:
+        raise ParamsError(f"evaluate.measures: {err}") from None
+
+
+@dataclass
+class _Tally:
+    """Sums over the batches: the confusion matrix, per-image rows and the worst samples."""
+
+    class_ids: list[int]
+    ignore: list[int]
+    keep_worst: int
+    total: np.ndarray = field(init=False)
+    """``(K, K)`` int64 pixel counts of every sample so far."""
+    ids: np.ndarray = field(init=False)
+    """``(K,)`` uint16 class id per class index."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    worst: list[tuple[float, int, EvaluatedSample]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Start from an empty matrix."""
+        k = len(self.class_ids)
+        self.total = np.zeros((k, k), dtype=np.int64)
+        self.ids = np.asarray(self.class_ids, dtype=np.uint16)
+
+    def add_batch(
+        self, model: SegModel, batch: list[tuple[dict[str, Any], dict[str, np.ndarray]]]
+    ) -> None:
+        """Predict one batch and count each of its samples."""
         images = np.stack([s["image"] for _, s in batch])
         pred, conf = model.predict(images)
         for (row, sample), p, c in zip(batch, pred, conf, strict=True):
-            target = label_to_index(sample["label"], class_ids, ignore)
-            m = confusion_matrix_np(p, target, k)
-            total += m
-            counted = int(m.sum())
-            miou = mean_iou(m) if counted else float("nan")
-            name = str(row.get(COL_IMAGE_FILE, row[COL_SAMPLE_FILE]))
-            image_id = int(row.get(COL_IMAGE_ID, len(rows)))
-            rows.append(
-                {
-                    "image_id": image_id,
-                    "name": name,
-                    "mean_iou": miou,
-                    "pixel_accuracy": pixel_accuracy(m) if counted else float("nan"),
-                    "pixels": counted,
-                }
+            target = label_to_index(sample["label"], self.class_ids, self.ignore)
+            m = confusion_matrix_np(p, target, len(self.class_ids))
+            self.add(row, sample, m, p, c)
+
+    def add(
+        self,
+        row: dict[str, Any],
+        sample: dict[str, np.ndarray],
+        m: np.ndarray,
+        p: np.ndarray,
+        c: np.ndarray,
+    ) -> None:
+        """Count one sample from its ``(K, K)`` matrix and ``(H, W)`` classes and confidences."""
+        self.total += m
+        counted = int(m.sum())
+        miou = mean_iou(m) if counted else float("nan")
+        name = str(row.get(COL_IMAGE_FILE, row[COL_SAMPLE_FILE]))
+        image_id = int(row.get(COL_IMAGE_ID, len(self.rows)))
+        self.rows.append(
+            {
+                "image_id": image_id,
+                "name": name,
+                "mean_iou": miou,
+                "pixel_accuracy": pixel_accuracy(m) if counted else float("nan"),
+                "pixels": counted,
+            }
+        )
+        if self.keep_worst > 0 and counted:
+            kept = EvaluatedSample(
+                image_id,
+                name,
+                miou,
+                sample["image"],
+                sample["label"],
+                self.ids[p],
+                c.astype(np.float32),
             )
-            if keep_worst > 0 and counted:
-                kept = EvaluatedSample(
-                    image_id,
-                    name,
-                    miou,
-                    sample["image"],
-                    sample["label"],
-                    ids[p],
-                    c.astype(np.float32),
-                )
-                entry = (-miou, -len(rows), kept)
-                if len(worst) < keep_worst:
-                    heapq.heappush(worst, entry)
-                elif entry > worst[0]:
-                    heapq.heapreplace(worst, entry)
-    return EvaluationResult(
-        split=split,
-        measures=compute_measures(total, names),
-        class_ids=class_ids,
-        class_names=list(model.config.class_names),
-        ignore_class_ids=ignore,
-        confusion_matrix=total,
-        per_image=pd.DataFrame(
-            rows, columns=["image_id", "name", "mean_iou", "pixel_accuracy", "pixels"]
-        ),
-        worst=[e[2] for e in sorted(worst, key=lambda e: (-e[0], -e[1]))],
-        seconds=time.perf_counter() - start,
-    )
+            self._keep((-miou, -len(self.rows), kept))
+
+    def _keep(self, entry: tuple[float, int, EvaluatedSample]) -> None:
+        """Keep ``entry`` while among the ``keep_worst`` lowest mean IoUs; ties keep the earlier."""
+        if len(self.worst) < self.keep_worst:
+            heapq.heappush(self.worst, entry)
+        elif entry > self.worst[0]:
+            heapq.heapreplace(self.worst, entry)
+
+    def result(
+        self, split: str, names: list[str], class_names: list[str], start: float
+    ) -> EvaluationResult:
+        """The measures ``names`` of everything counted; ``seconds`` since ``start``."""
+        return EvaluationResult(
+            split=split,
+            measures=compute_measures(self.total, names),
+            class_ids=self.class_ids,
+            class_names=class_names,
+            ignore_class_ids=self.ignore,
+            confusion_matrix=self.total,
+            per_image=pd.DataFrame(
+                self.rows, columns=["image_id", "name", "mean_iou", "pixel_accuracy", "pixels"]
+            ),
+            worst=[e[2] for e in sorted(self.worst, key=lambda e: (-e[0], -e[1]))],
+            seconds=time.perf_counter() - start,
+        )
 
 
 def _check(ds: DLDataset, model: SegModel, split: str) -> pd.DataFrame:

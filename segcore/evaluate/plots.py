@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 
 from segcore.common.display import IGNORE_COLOR, class_colors, colorize, network_input_rgb
@@ -229,23 +230,8 @@ def plot_samples(
     conf_im = None
     any_ignored = False
     for r, s in enumerate(samples):
-        evaluated = valid[s.label.astype(np.int64)]
-        any_ignored = any_ignored or not evaluated.all()
-        diff = np.where(evaluated, (s.prediction != s.label).astype(np.int64), 2)
-        panels = (
-            network_input_rgb(s.image),
-            colorize(s.label, class_ids, ignore_class_ids),
-            colorize(s.prediction, class_ids, ignore_class_ids),
-            diff,
-        )
-        for c, panel in enumerate(panels):
-            ax = axes[r, c]
-            if c == 3:
-                ax.imshow(panel, cmap=diff_cmap, vmin=0, vmax=2, interpolation="nearest")
-            else:
-                ax.imshow(panel, interpolation="nearest")
-        conf_im = axes[r, 4].imshow(s.confidence, cmap="viridis", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(f"{s.name}\nmIoU {s.mean_iou:.3f}", fontsize=8)
+        conf_im, ignored = _sample_row(axes[r], s, valid, class_ids, ignore_class_ids, diff_cmap)
+        any_ignored = any_ignored or ignored
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -253,6 +239,45 @@ def plot_samples(
         axes[0, c].set_title(name, fontsize=10)
     if conf_im is not None:
         fig.colorbar(conf_im, ax=axes[:, 4].tolist(), shrink=min(1.0, 3.0 / n), label="confidence")
+    handles = _legend_handles(class_ids, class_names, ignore, any_ignored)
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+
+
+def _sample_row(
+    axes: np.ndarray,
+    s: EvaluatedSample,
+    valid: np.ndarray,
+    class_ids: Sequence[int],
+    ignore_class_ids: Sequence[int],
+    diff_cmap: ListedColormap,
+) -> tuple[AxesImage, bool]:
+    """Draw one sample into a row of ``axes``; its confidence image, and if a pixel is ignored."""
+    evaluated = valid[s.label.astype(np.int64)]
+    diff = np.where(evaluated, (s.prediction != s.label).astype(np.int64), 2)
+    panels = (
+        network_input_rgb(s.image),
+        colorize(s.label, class_ids, ignore_class_ids),
+        colorize(s.prediction, class_ids, ignore_class_ids),
+        diff,
+    )
+    for c, panel in enumerate(panels):
+        ax = axes[c]
+        if c == 3:
+            ax.imshow(panel, cmap=diff_cmap, vmin=0, vmax=2, interpolation="nearest")
+        else:
+            ax.imshow(panel, interpolation="nearest")
+    conf_im = axes[4].imshow(s.confidence, cmap="viridis", vmin=0, vmax=1)
+    axes[0].set_ylabel(f"{s.name}\nmIoU {s.mean_iou:.3f}", fontsize=8)
+    return conf_im, not evaluated.all()
+
+
+def _legend_handles(
+    class_ids: Sequence[int], class_names: Sequence[str], ignore: set[int], any_ignored: bool
+) -> list[Patch]:
+    """Legend: each evaluated class's colour, the difference colours, and ignore if it occurs."""
     colors = class_colors(len(class_ids)) / 255.0
     handles = [
         Patch(facecolor=colors[k], edgecolor="black", label=f"{name} ({cid})")
@@ -267,7 +292,4 @@ def plot_samples(
         handles.append(
             Patch(facecolor=np.array(IGNORE_COLOR) / 255, edgecolor="black", label="ignore")
         )
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    return handles

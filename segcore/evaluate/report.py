@@ -98,14 +98,33 @@ def write_evaluation_report(
     """
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
+    classes, ranked = _write_tables(result, out)
+    figures = _plot_measures(result, classes, out)
+    history_note = _training_curves(history_path, out / "training_curves.png")
+    if history_note is None:
+        figures.append(("training_curves.png", "Training curves", str(history_path)))
+    figures += _plot_worst(result, dataset, worst_k, model, out)
+    write_text_atomic(out / REPORT_MD, _markdown(result, classes, ranked, figures, history_note))
+    path = out / REPORT_HTML
+    write_text_atomic(path, _html(result, classes, ranked, figures, out, history_note))
+    return path
+
+
+def _write_tables(result: EvaluationResult, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write ``metrics.json`` and the CSVs; returns the class table and per-image, worst first."""
     write_json_atomic(out / METRICS_FILE, metrics_dict(result))
     _write_csv(confusion_frame(result), out / "confusion_matrix.csv", index=True)
     classes = class_table(result)
     _write_csv(classes, out / "class_measures.csv")
     ranked = result.per_image.sort_values("mean_iou", na_position="last", kind="stable")
     _write_csv(ranked, out / "per_image.csv")
+    return classes, ranked
 
-    figures: list[tuple[str, str, str]] = []  # (file, heading, caption)
+
+def _plot_measures(
+    result: EvaluationResult, classes: pd.DataFrame, out: Path
+) -> list[tuple[str, str, str]]:
+    """Plot both confusion matrices and the class measures; their ``(file, heading, caption)``."""
     plot_confusion_matrix(result.confusion_matrix, result.class_names, out / "confusion_matrix.png")
     plot_confusion_matrix(
         result.confusion_matrix,
@@ -113,14 +132,6 @@ def write_evaluation_report(
         out / "confusion_matrix_normalized.png",
         normalized=True,
     )
-    figures += [
-        ("confusion_matrix.png", "Confusion matrix", "Pixels; rows predicted, columns truth."),
-        (
-            "confusion_matrix_normalized.png",
-            "Confusion matrix, normalised",
-            "Each column divided by the ground-truth pixels of its class.",
-        ),
-    ]
     plot_class_measures(
         classes["iou"],
         classes["pixel_accuracy"],
@@ -128,32 +139,43 @@ def write_evaluation_report(
         out / "class_measures.png",
         title=f"Per-class IoU and pixel accuracy ({result.split}, {result.num_images} images)",
     )
-    figures.append(("class_measures.png", "Per-class IoU and accuracy", ""))
-    history_note = _training_curves(history_path, out / "training_curves.png")
-    if history_note is None:
-        figures.append(("training_curves.png", "Training curves", str(history_path)))
+    return [
+        ("confusion_matrix.png", "Confusion matrix", "Pixels; rows predicted, columns truth."),
+        (
+            "confusion_matrix_normalized.png",
+            "Confusion matrix, normalised",
+            "Each column divided by the ground-truth pixels of its class.",
+        ),
+        ("class_measures.png", "Per-class IoU and accuracy", ""),
+    ]
+
+
+def _plot_worst(
+    result: EvaluationResult,
+    dataset: DLDataset | str | os.PathLike[str] | None,
+    worst_k: int,
+    model: SegModel | None,
+    out: Path,
+) -> list[tuple[str, str, str]]:
+    """Plot the worst samples (none: remove an old plot); its figure entry, if any."""
     samples = _worst_samples(result, dataset, worst_k, model)
-    if samples:
-        plot_samples(
-            samples,
-            result.class_ids,
-            result.class_names,
-            out / "worst_samples.png",
-            ignore_class_ids=result.ignore_class_ids,
-        )
-        figures.append(
-            (
-                "worst_samples.png",
-                f"The {len(samples)} worst samples",
-                "Ranked by per-image mean IoU at network resolution.",
-            )
-        )
-    else:
+    if not samples:
         (out / "worst_samples.png").unlink(missing_ok=True)
-    write_text_atomic(out / REPORT_MD, _markdown(result, classes, ranked, figures, history_note))
-    path = out / REPORT_HTML
-    write_text_atomic(path, _html(result, classes, ranked, figures, out, history_note))
-    return path
+        return []
+    plot_samples(
+        samples,
+        result.class_ids,
+        result.class_names,
+        out / "worst_samples.png",
+        ignore_class_ids=result.ignore_class_ids,
+    )
+    return [
+        (
+            "worst_samples.png",
+            f"The {len(samples)} worst samples",
+            "Ranked by per-image mean IoU at network resolution.",
+        )
+    ]
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from rich.progress import Progress, TaskID
 
 from segcore.common.display import overlay
 from segcore.common.errors import SegcoreError
@@ -43,6 +44,7 @@ from segcore.common.io import (
 )
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
 REGIONS_SCHEMA = pa.schema(
@@ -167,28 +169,7 @@ def run_inference(
     out.mkdir(parents=True, exist_ok=True)
     # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
-    param = model.preprocess
-    roi = roi_of(param)
-    seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
-
-    def load(item: InputFile) -> tuple[np.ndarray, np.ndarray]:
-        image = read_image(item.path)
-        return image, preprocess_image(image, param)
-
-    def finish(item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
-        result = to_result(probs, image.shape[:2], model.config, roi, with_regions=False)
-        base = out / item.name
-        write_image_atomic(f"{base}_segmentation.png", result.segmentation_image.astype(seg_dtype))
-        write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
-        write_image_atomic(
-            f"{base}_overlay.png", overlay(image, result.segmentation_image, model.config.class_ids)
-        )
-        cols = region_columns(
-            result.segmentation_image, result.segmentation_confidence, model.config, min_area
-        )
-        files = np.full(len(cols["area"]), str(item.path), dtype=object)
-        return pa.Table.from_pydict({"file": files, **cols}, schema=REGIONS_SCHEMA)
-
+    outputs = _Outputs.of(model, out, min_area)
     start = time.perf_counter()
     paths = (out / "regions.parquet", out / "regions.csv")
     with (
@@ -197,38 +178,110 @@ def run_inference(
         make_progress() as progress,
     ):
         task = progress.add_task("Inference", total=len(files))
-        pending: deque[tuple[InputFile, Future]] = deque()
-
-        def drain(keep: int) -> None:
-            while len(pending) > keep:
-                item, fut = pending.popleft()
-                try:
-                    table.add(fut.result())
-                    summary.num_done += 1
-                except _READ_ERRORS as err:
-                    summary.failed.append((str(item.path), _reason(err)))
-                progress.advance(task)
-
-        loaded = _ordered_map(pool, load, files, ahead=2 * batch_size)
-        for batch in _batches(loaded, batch_size):
-            good = []
-            for item, value in batch:
-                if isinstance(value, BaseException):
-                    summary.failed.append((str(item.path), _reason(value)))
-                    progress.advance(task)
-                else:
-                    good.append((item, value))
-            if not good:
-                continue
-            probs = model.probabilities(np.stack([tensor for _, (_, tensor) in good]))
-            for (item, (image, _)), p in zip(good, probs, strict=True):
-                pending.append((item, pool.submit(finish, item, image, p)))
-            drain(keep=2 * batch_size)
-        drain(keep=0)
+        stream = _Stream(table, summary, progress, task)
+        _stream_files(pool, outputs, stream, files, batch_size)
         summary.num_regions = table.rows
     summary.seconds = time.perf_counter() - start
     summary.regions_parquet, summary.regions_csv = paths
     return summary
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """How one input is read and its outputs written: the same for every file of a run."""
+
+    model: SegModel
+    param: PreprocessParams
+    out: Path
+    roi: tuple[int, int, int, int] | None
+    seg_dtype: type[np.unsignedinteger]
+    min_area: int
+
+    @classmethod
+    def of(cls, model: SegModel, out: Path, min_area: int) -> _Outputs:
+        """The settings for ``model``: its preprocessing, ROI and segmentation image dtype."""
+        param = model.preprocess
+        roi = roi_of(param)
+        seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
+        return cls(model, param, out, roi, seg_dtype, min_area)
+
+    def load(self, item: InputFile) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded image and its preprocessed network input."""
+        image = read_image(item.path)
+        return image, preprocess_image(image, self.param)
+
+    def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
+        """Write one image's segmentation, confidence and overlay; returns its region rows."""
+        config = self.model.config
+        result = to_result(probs, image.shape[:2], config, self.roi, with_regions=False)
+        base = self.out / item.name
+        write_image_atomic(
+            f"{base}_segmentation.png", result.segmentation_image.astype(self.seg_dtype)
+        )
+        write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
+        write_image_atomic(
+            f"{base}_overlay.png", overlay(image, result.segmentation_image, config.class_ids)
+        )
+        cols = region_columns(
+            result.segmentation_image, result.segmentation_confidence, config, self.min_area
+        )
+        files = np.full(len(cols["area"]), str(item.path), dtype=object)
+        return pa.Table.from_pydict({"file": files, **cols}, schema=REGIONS_SCHEMA)
+
+
+@dataclass
+class _Stream:
+    """The images being written (in input order) and where their results go."""
+
+    table: _Regions
+    summary: InferenceSummary
+    progress: Progress
+    task: TaskID
+    pending: deque[tuple[InputFile, Future]] = field(default_factory=deque)
+
+    def loaded(
+        self, batch: list[tuple[InputFile, tuple[np.ndarray, np.ndarray] | BaseException]]
+    ) -> list[tuple[InputFile, tuple[np.ndarray, np.ndarray]]]:
+        """The batch's inputs that were read; the others are counted as failed."""
+        good = []
+        for item, value in batch:
+            if isinstance(value, BaseException):
+                self.summary.failed.append((str(item.path), _reason(value)))
+                self.progress.advance(self.task)
+            else:
+                good.append((item, value))
+        return good
+
+    def drain(self, keep: int) -> None:
+        """Collect finished images, oldest first, until at most ``keep`` are pending."""
+        while len(self.pending) > keep:
+            item, fut = self.pending.popleft()
+            try:
+                self.table.add(fut.result())
+                self.summary.num_done += 1
+            except _READ_ERRORS as err:
+                self.summary.failed.append((str(item.path), _reason(err)))
+            self.progress.advance(self.task)
+
+
+def _stream_files(
+    pool: ThreadPoolExecutor,
+    outputs: _Outputs,
+    stream: _Stream,
+    files: list[InputFile],
+    batch_size: int,
+) -> None:
+    """Read ahead, predict batch by batch and write behind, with a few batches in flight."""
+    loaded = _ordered_map(pool, outputs.load, files, ahead=2 * batch_size)
+    for batch in _batches(loaded, batch_size):
+        good = stream.loaded(batch)
+        if not good:
+            continue
+        probs = outputs.model.probabilities(np.stack([tensor for _, (_, tensor) in good]))
+        for (item, (image, _)), p in zip(good, probs, strict=True):
+            stream.pending.append((item, pool.submit(outputs.finish, item, image, p)))
+        stream.drain(keep=2 * batch_size)
+    stream.drain(keep=0)
 
 
 def _reason(err: BaseException) -> str:

@@ -58,6 +58,7 @@ from segcore.preprocess.class_weights import calculate_class_weights, generate_w
 from segcore.preprocess.jobs import (
     JobContext,
     SampleJob,
+    ScanResult,
     init_worker,
     sample_hash,
     scan_sample,
@@ -170,26 +171,10 @@ def run_preprocess(
             n = min(resolve_workers(workers), len(jobs))
             map_jobs = stack.enter_context(WorkerPool(n, init_worker)).map
         # Pass 1: validate and count (labels only; unchanged samples cost a header read).
-        scans = {
-            r.image_id: r for r in map_jobs(partial(scan_sample, ctx), jobs, "Checking labels")
-        }
-        _raise_problems(
-            [scans[j.image_id].problem for j in jobs],
-            "samples cannot be preprocessed; nothing was written",
-        )
-        train_counts = np.array(
-            [scans[j.image_id].counts for j in jobs if j.split == TRAIN], dtype=np.int64
-        ).reshape(-1, len(dataset.class_ids))
-        weights = _class_weights(train_counts, dataset, param, class_weights)
+        scans, train_counts, weights = _scan(map_jobs, ctx, jobs, dataset, class_weights)
 
         # Pass 2: write what is missing or out of date.
-        todo = [
-            (j, scans[j.image_id].input_hash)
-            for j in jobs
-            if overwrite
-            or scans[j.image_id].stored_sample_hash
-            != sample_hash(scans[j.image_id].input_hash, j.split, weights)
-        ]
+        todo = _out_of_date(jobs, scans, weights, overwrite)
         stale = _stale_files(sample_dir, {Path(j.out_path).name for j in jobs})
         if todo or stale:
             table_path.unlink(missing_ok=True)  # the table is valid only once every sample is
@@ -202,15 +187,7 @@ def run_preprocess(
     )
     for path in stale:
         path.unlink(missing_ok=True)
-
-    samples = dataset.samples.copy()
-    samples[COL_SAMPLE_FILE] = [Path(j.out_path).name for j in jobs]
-    result = dataset.with_samples(
-        samples,
-        sample_dir=sample_dir,
-        preprocess_param=param.model_dump(),
-        class_weights=list(weights),
-    )
+    result = _written_dataset(dataset, jobs, sample_dir, param, weights)
     _save_if_changed(result, table_path)
     return PreprocessResult(
         dataset=result,
@@ -219,6 +196,59 @@ def run_preprocess(
         skipped=len(jobs) - len(todo),
         removed=len(stale),
         train_pixels=train_counts.sum(axis=0),
+    )
+
+
+def _scan(
+    map_jobs: JobMap,
+    ctx: JobContext,
+    jobs: list[SampleJob],
+    dataset: DLDataset,
+    class_weights: ClassWeightParams,
+) -> tuple[dict[int, ScanResult], np.ndarray, tuple[float, ...]]:
+    """Pass 1 (raises on any problem): scans by image id, train pixel counts, class weights."""
+    scans = {r.image_id: r for r in map_jobs(partial(scan_sample, ctx), jobs, "Checking labels")}
+    _raise_problems(
+        [scans[j.image_id].problem for j in jobs],
+        "samples cannot be preprocessed; nothing was written",
+    )
+    train_counts = np.array(
+        [scans[j.image_id].counts for j in jobs if j.split == TRAIN], dtype=np.int64
+    ).reshape(-1, len(dataset.class_ids))
+    return scans, train_counts, _class_weights(train_counts, dataset, ctx.param, class_weights)
+
+
+def _out_of_date(
+    jobs: list[SampleJob],
+    scans: dict[int, ScanResult],
+    weights: tuple[float, ...],
+    overwrite: bool,
+) -> list[tuple[SampleJob, str]]:
+    """The jobs (with their input hash) whose sample file is missing or out of date."""
+    return [
+        (j, scans[j.image_id].input_hash)
+        for j in jobs
+        if overwrite
+        or scans[j.image_id].stored_sample_hash
+        != sample_hash(scans[j.image_id].input_hash, j.split, weights)
+    ]
+
+
+def _written_dataset(
+    dataset: DLDataset,
+    jobs: list[SampleJob],
+    sample_dir: Path,
+    param: PreprocessParams,
+    weights: tuple[float, ...],
+) -> DLDataset:
+    """The dataset as ``dataset.parquet`` holds it: sample files, parameters, class weights."""
+    samples = dataset.samples.copy()
+    samples[COL_SAMPLE_FILE] = [Path(j.out_path).name for j in jobs]
+    return dataset.with_samples(
+        samples,
+        sample_dir=sample_dir,
+        preprocess_param=param.model_dump(),
+        class_weights=list(weights),
     )
 
 

@@ -14,6 +14,7 @@ converted to network-input units with :func:`grey_value_scale`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -104,56 +105,128 @@ def augment_batch(
         return image, target, weight
     if "rotate" in ops and params.rotate == 90 and h != w:
         raise ValueError(f"90 degree rotation needs square inputs, got {h}x{w}")
+    draws = _draw(generator, ops, params, n, global_batch or n, offset)
+    unit = grey_scale.to(image.device, image.dtype).view(1, c, 1, 1)
+    _mirror(draws, params, image, target, weight)
+    _rotate(draws, params, image, target, weight)
+    _photometric(draws, params, image, unit)
+    return image, target, weight
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """The random values of one batch: the ``n`` rows that belong to it."""
+
+    ops: list[str]
+    n: int
+    chosen: torch.Tensor
+    """``(n,)`` bool: the sample gets a distortion."""
+    op: torch.Tensor
+    """``(n,)`` index into ``ops``: which one."""
+    kind: torch.Tensor
+    """``(n,)`` 0-2: mirror rows / columns / both; rotate by 1-3 quarter turns."""
+    signed: torch.Tensor
+    """``(n,)`` in [-1, 1): strength and sign of the photometric distortions."""
+    spot: torch.Tensor
+    """``(n, 3)`` in [0, 1): spot centre (row, column) and size."""
+
+    def selected(self, name: str) -> torch.Tensor:
+        """``(n,)`` bool: the samples that get the distortion ``name``."""
+        if name not in self.ops:
+            return torch.zeros(self.n, dtype=bool)
+        return self.chosen & (self.op == self.ops.index(name))
+
+
+def _draw(
+    generator: torch.Generator,
+    ops: list[str],
+    params: AugmentationParams,
+    n: int,
+    total: int,
+    offset: int,
+) -> _Draws:
+    """The batch's rows ``offset .. offset + n - 1`` of random values drawn for ``total``."""
     # Draw every random number for every sample, used or not: the generator advances
     # by the same amount whatever the batch holds.
-    g, total, rows = generator, global_batch or n, slice(offset, offset + n)
+    g, rows = generator, slice(offset, offset + n)
     chosen = (torch.rand(total, generator=g) < params.augmentation_percentage / 100.0)[rows]
     op = torch.randint(len(ops), (total,), generator=g)[rows]
-    kind = torch.randint(3, (total,), generator=g)[rows]  # mirror r/c/rc; rotate 1-3 turns
-    signed = (torch.rand(total, generator=g) * 2 - 1)[rows]  # strength and sign
-    spot_draws = torch.rand(total, 3, generator=g)[rows]  # spot centre (row, col) and size
-    unit = grey_scale.to(image.device, image.dtype).view(1, c, 1, 1)
+    kind = torch.randint(3, (total,), generator=g)[rows]
+    signed = (torch.rand(total, generator=g) * 2 - 1)[rows]
+    spot = torch.rand(total, 3, generator=g)[rows]
+    return _Draws(ops, n, chosen, op, kind, signed, spot)
 
-    def selected(name: str) -> torch.Tensor:
-        return chosen & (op == ops.index(name)) if name in ops else torch.zeros(n, dtype=bool)
 
-    def per_sample(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return values[idx].to(image.device, image.dtype).view(-1, 1, 1, 1)
-
-    sel = selected("mirror")
+def _mirror(
+    draws: _Draws,
+    params: AugmentationParams,
+    image: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+) -> None:
+    """Flip the selected samples' rows and/or columns, in place."""
+    sel = draws.selected("mirror")
     if params.mirror == "rc":
-        rows, cols = sel & (kind != 1), sel & (kind != 0)
+        rows, cols = sel & (draws.kind != 1), sel & (draws.kind != 0)
     else:
         rows, cols = sel & (params.mirror == "r"), sel & (params.mirror == "c")
     _on(rows, lambda t, _: t.flip(-2), image, target, weight)
     _on(cols, lambda t, _: t.flip(-1), image, target, weight)
 
-    turns = kind + 1 if params.rotate == 90 else torch.full_like(kind, 2)
+
+def _rotate(
+    draws: _Draws,
+    params: AugmentationParams,
+    image: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+) -> None:
+    """Turn the selected samples by 1-3 quarter turns (180 degrees unless ``rotate`` is 90)."""
+    turns = draws.kind + 1 if params.rotate == 90 else torch.full_like(draws.kind, 2)
     for k in (1, 2, 3):
         _on(
-            selected("rotate") & (turns == k),
+            draws.selected("rotate") & (turns == k),
             lambda t, _, k=k: t.rot90(k, (-2, -1)),
             image,
             target,
             weight,
         )
 
+
+def _photometric(
+    draws: _Draws, params: AugmentationParams, image: torch.Tensor, unit: torch.Tensor
+) -> None:
+    """Brightness, contrast, saturation and spot; ``unit`` is grey value -> input units."""
+    h, w = image.shape[-2:]
+    signed = draws.signed
     offset = signed * params.brightness_variation
-    _on(selected("brightness"), lambda t, i: t + per_sample(offset, i) * unit, image)
+    _on(draws.selected("brightness"), lambda t, i: t + _per_sample(offset, i, image) * unit, image)
 
     contrast = 1 + signed * params.contrast_variation
-    _on(selected("contrast"), lambda t, i: _scale_around(t, per_sample(contrast, i)), image)
+    _on(
+        draws.selected("contrast"),
+        lambda t, i: _scale_around(t, _per_sample(contrast, i, image)),
+        image,
+    )
 
     saturation = 1 + signed * params.saturation_variation
-    _on(selected("saturation"), lambda t, i: _saturate(t, per_sample(saturation, i)), image)
+    _on(
+        draws.selected("saturation"),
+        lambda t, i: _saturate(t, _per_sample(saturation, i, image)),
+        image,
+    )
 
     peak = signed * params.brightness_variation_spot
     _on(
-        selected("spot"),
-        lambda t, i: t + _spot(spot_draws[i], peak[i], h, w).to(t) * unit,
+        draws.selected("spot"),
+        lambda t, i: t + _spot(draws.spot[i], peak[i], h, w).to(t) * unit,
         image,
     )
-    return image, target, weight
+
+
+def _per_sample(values: torch.Tensor, idx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values[idx]`` as ``(n, 1, 1, 1)`` on the device and in the dtype of ``like``."""
+    return values[idx].to(like.device, like.dtype).view(-1, 1, 1, 1)
 
 
 def _scale_around(t: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
