@@ -1,8 +1,11 @@
 """The ``segcore`` command line: one command per stage, thin wrappers over segcore functions.
 
 Every command reads ``params.yaml`` (``--params`` to use another file); its options
-override single keys of its section. Bad input ends with a message that names the file
-or key and the fix, and exit code 2, never a traceback.
+override single keys of its section. Those options are generated from the section's
+fields (:mod:`segcore.cli_options`), so a new parameter is on the command line with its
+docstring as help; this module declares only what is not a parameter. Bad input ends
+with a message that names the file or key and the fix, and exit code 2, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +17,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from segcore.cli_options import Overrides, section_command
 from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
-from segcore.params import DEFAULT_PARAMS_FILE, Params, load_params, override
+from segcore.params import (
+    DEFAULT_PARAMS_FILE,
+    DatasetParams,
+    EvaluateParams,
+    InferParams,
+    Params,
+    PreprocessStageParams,
+    SplitParams,
+    SynthParams,
+    TrainParams,
+    load_params,
+)
 
 app = typer.Typer(
     name="segcore",
@@ -38,6 +53,20 @@ ParamsOpt = Annotated[
 ]
 
 
+OPTION_NAMES: dict[str, tuple[str, ...]] = {
+    "train.num_epochs": ("--epochs", "--num-epochs"),
+    "evaluate.measures": ("--measure",),
+    "split.overwrite": ("--overwrite/--keep",),
+    "preprocess.overwrite": ("--overwrite/--keep",),
+}
+"""Options not named ``--field-name`` (``--x/--no-x`` for a bool): short or established
+names, and a singular for a repeatable option."""
+
+NO_OPTION = frozenset({"train.nproc"})
+"""Keys that get no option. ``train.nproc``: the torchrun ranks it starts read the
+parameter file again, without the command line's options (see ``run_train``)."""
+
+
 def _params(path: Path) -> Params:
     return load_params(path)
 
@@ -46,21 +75,13 @@ def _params(path: Path) -> Params:
 
 
 @app.command()
-def synth(
-    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    out_dir: Annotated[
-        str | None, typer.Option(help="Folder for images/ and labels/ (synth.out_dir).")
-    ] = None,
-    num_images: Annotated[
-        int | None, typer.Option(help="Number of images (synth.num_images).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (synth.seed).")] = None,
-) -> None:
+@section_command(SynthParams, "synth", OPTION_NAMES)
+def synth(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Generate the synthetic pill dataset (images and label images)."""
     from segcore.pipeline.stages import run_synth
 
     params = _params(params_file)
-    p = override(params.synth, out_dir=out_dir, num_images=num_images, seed=seed)
+    p = overrides.apply(params.synth)
     out.print(run_synth(params.model_copy(update={"synth": p})).value)
 
 
@@ -68,45 +89,13 @@ def synth(
 
 
 @app.command()
-def dataset(
-    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    image_dir: Annotated[
-        str | None, typer.Option(help="Folder of images (dataset.image_dir).")
-    ] = None,
-    segmentation_dir: Annotated[
-        str | None, typer.Option(help="Folder of label images (dataset.segmentation_dir).")
-    ] = None,
-    label_prefix: Annotated[
-        str | None, typer.Option(help="Label file name prefix (dataset.label_prefix).")
-    ] = None,
-    label_suffix: Annotated[
-        str | None, typer.Option(help="Label file name suffix (dataset.label_suffix).")
-    ] = None,
-    ignore_unmatched: Annotated[
-        bool | None,
-        typer.Option(
-            "--ignore-unmatched/--no-ignore-unmatched",
-            help="Skip unpaired images/labels (dataset.ignore_unmatched).",
-        ),
-    ] = None,
-    out_file: Annotated[
-        str | None, typer.Option("--out", help="Dataset table to write (dataset.out).")
-    ] = None,
-) -> None:
+@section_command(DatasetParams, "dataset", OPTION_NAMES)
+def dataset(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Read images and label images into the dataset table (read_dl_dataset_segmentation)."""
     from segcore.pipeline.stages import run_dataset
 
     params = _params(params_file)
-    p = override(
-        params.dataset,
-        image_dir=image_dir,
-        segmentation_dir=segmentation_dir,
-        label_prefix=label_prefix,
-        label_suffix=label_suffix,
-        ignore_unmatched=ignore_unmatched,
-        out=out_file,
-        option_names={"out": "--out"},
-    )
+    p = overrides.apply(params.dataset)
     out.print(run_dataset(params.model_copy(update={"dataset": p})).summary)
 
 
@@ -114,32 +103,13 @@ def dataset(
 
 
 @app.command()
-def split(
-    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    training_percent: Annotated[
-        float | None, typer.Option(help="Percent for training (split.training_percent).")
-    ] = None,
-    validation_percent: Annotated[
-        float | None,
-        typer.Option(help="Percent for validation; the rest is test (split.validation_percent)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (split.seed).")] = None,
-    overwrite: Annotated[
-        bool | None,
-        typer.Option("--overwrite/--keep", help="Re-split an existing split (split.overwrite)."),
-    ] = None,
-) -> None:
+@section_command(SplitParams, "split", OPTION_NAMES)
+def split(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Split into train / validation / test, stratified by class presence (split_dl_dataset)."""
     from segcore.pipeline.stages import run_split
 
     params = _params(params_file)
-    p = override(
-        params.split,
-        training_percent=training_percent,
-        validation_percent=validation_percent,
-        seed=seed,
-        overwrite=overwrite,
-    )
+    p = overrides.apply(params.split)
     out.print(run_split(params.model_copy(update={"split": p})).summary)
 
 
@@ -176,31 +146,8 @@ def stats(
 
 
 @app.command()
-def preprocess(
-    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    dataset_file: Annotated[
-        str | None,
-        typer.Option("--dataset", help="Split dataset table to preprocess (preprocess.dataset)."),
-    ] = None,
-    out_dir: Annotated[
-        str | None,
-        typer.Option(help="Folder for dataset.parquet and samples/ (preprocess.out_dir)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Worker processes; 0 = one per CPU core, 1 = no extra process "
-            "(preprocess.workers)."
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool | None,
-        typer.Option(
-            "--overwrite/--keep",
-            help="Rewrite every sample, or keep the up-to-date ones (preprocess.overwrite).",
-        ),
-    ] = None,
-) -> None:
+@section_command(PreprocessStageParams, "preprocess", OPTION_NAMES)
+def preprocess(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Preprocess images and labels, compute class weights and weight images
     (preprocess_dl_dataset, calculate_dl_segmentation_class_weights,
     gen_dl_segmentation_weight_images)."""
@@ -209,14 +156,7 @@ def preprocess(
     from segcore.pipeline.stages import run_preprocess
 
     params = _params(params_file)
-    p = override(
-        params.preprocess,
-        dataset=dataset_file,
-        out_dir=out_dir,
-        workers=workers,
-        overwrite=overwrite,
-        option_names={"dataset": "--dataset"},
-    )
+    p = overrides.apply(params.preprocess)
     stage = run_preprocess(params.model_copy(update={"preprocess": p}))
     result = stage.value
     ds = result.dataset
@@ -236,7 +176,9 @@ def preprocess(
 
 
 @app.command()
+@section_command(TrainParams, "train", OPTION_NAMES, NO_OPTION)
 def train(
+    overrides: Overrides,
     params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
     resume: Annotated[
         bool,
@@ -244,35 +186,6 @@ def train(
             "--resume", help="Continue from OUT_DIR/checkpoint.pt (same params; --epochs may grow)."
         ),
     ] = False,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Number of epochs (train.num_epochs).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (train.device).")
-    ] = None,
-    out_dir: Annotated[
-        str | None, typer.Option(help="Folder for bundles and checkpoint (train.out_dir).")
-    ] = None,
-    dataset_file: Annotated[
-        str | None, typer.Option("--dataset", help="Preprocessed dataset table (train.dataset).")
-    ] = None,
-    history: Annotated[
-        str | None, typer.Option(help="Per-epoch history CSV (train.history).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="compact, enhanced or an smp architecture, e.g. unet (train.model)."),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Samples per step and process (train.batch_size).")
-    ] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option(help="Initial learning rate (train.learning_rate).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (train.seed).")] = None,
-    num_threads: Annotated[
-        int | None, typer.Option(help="CPU threads; 0 = torch's default (train.num_threads).")
-    ] = None,
 ) -> None:
     """Train a segmentation model on the preprocessed train split (train_dl_model).
 
@@ -285,20 +198,7 @@ def train(
     from segcore.pipeline.stages import run_train
 
     params = _params(params_file)
-    p = override(
-        params.train,
-        num_epochs=epochs,
-        device=device,
-        out_dir=out_dir,
-        dataset=dataset_file,
-        history=history,
-        model=model,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        num_threads=num_threads,
-        option_names={"num_epochs": "--epochs", "dataset": "--dataset"},
-    )
+    p = overrides.apply(params.train)
     stage = run_train(params.model_copy(update={"train": p}), resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return
@@ -312,90 +212,29 @@ def train(
 
 
 @app.command()
-def evaluate(
-    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    bundle: Annotated[
-        str | None, typer.Option(help="Model bundle to evaluate (evaluate.bundle).")
-    ] = None,
-    dataset_file: Annotated[
-        str | None,
-        typer.Option("--dataset", help="Preprocessed dataset table (evaluate.dataset)."),
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="train, validation or test (evaluate.split).")
-    ] = None,
-    measures: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--measure",
-            help="A measure to compute; repeat for several; all gives every one "
-            "(evaluate.measures).",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Samples per forward pass (evaluate.batch_size).")
-    ] = None,
-    worst_k: Annotated[
-        int | None, typer.Option(help="Worst samples shown in the report (evaluate.worst_k).")
-    ] = None,
-    report_dir: Annotated[
-        str | None,
-        typer.Option(help="Folder for metrics.json and the report (evaluate.report_dir)."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (evaluate.device).")
-    ] = None,
-) -> None:
+@section_command(EvaluateParams, "evaluate", OPTION_NAMES)
+def evaluate(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Evaluate a model on one split and write metrics.json, plots and report.html
     (evaluate_dl_model, dev_display_segmentation_evaluation)."""
     from segcore.pipeline.stages import run_evaluate
 
     params = _params(params_file)
-    p = override(
-        params.evaluate,
-        bundle=bundle,
-        dataset=dataset_file,
-        split=split,
-        measures=measures,
-        batch_size=batch_size,
-        worst_k=worst_k,
-        report_dir=report_dir,
-        device=device,
-        option_names={"dataset": "--dataset", "measures": "--measure"},
-    )
+    p = overrides.apply(params.evaluate)
     stage = run_evaluate(params.model_copy(update={"evaluate": p}))
     out.print(stage.summary)
     out.print(f"Metrics: {Path(p.report_dir) / 'metrics.json'}")
 
 
 @app.command()
+@section_command(InferParams, "infer", OPTION_NAMES)
 def infer(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder, e.g. models/best.")],
     inputs: Annotated[
         list[Path], typer.Argument(help="Image files and folders (searched recursively).")
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    overrides: Overrides,
     params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per forward pass (infer.batch_size).")
-    ] = None,
-    min_area: Annotated[
-        int | None,
-        typer.Option(help="Smallest region (pixels) in the regions table (infer.min_area)."),
-    ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(help="torch, or onnx for the bundle's model.onnx (infer.backend)."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (infer.device).")
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Threads for decoding and writing; 0 = half the cores, 1-4 (infer.workers)."
-        ),
-    ] = None,
 ) -> None:
     """Segment new images: per image the segmentation (class ids), confidence and overlay
     images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed.
@@ -403,18 +242,10 @@ def infer(
     from segcore.common.errors import EXIT_PARTIAL_FAILURE
     from segcore.infer.apply import load_model
     from segcore.infer.files import run_inference
-    from segcore.params import InferParams
 
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
     default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
-    p = override(
-        InferParams() if default_missing else _params(params_file).infer,
-        batch_size=batch_size,
-        min_area=min_area,
-        backend=backend,
-        device=device,
-        workers=workers,
-    )
+    p = overrides.apply(InferParams() if default_missing else _params(params_file).infer)
     model = load_model(bundle, device=p.device, backend=p.backend)
     summary = run_inference(
         model,

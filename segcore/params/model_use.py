@@ -1,0 +1,46 @@
+"""The sections of the stages that use a trained model: ``evaluate`` and ``infer``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from segcore.common.constants import Split
+from segcore.params.base import Section
+
+
+class EvaluateParams(Section):
+    """Evaluation and report (HALCON: evaluate_dl_model)."""
+
+    bundle: str = "models/best"
+    """Model bundle to evaluate."""
+    dataset: str = "data/preprocessed/dataset.parquet"
+    """Preprocessed dataset table."""
+    split: Split = "test"
+    """Split to evaluate."""
+    measures: list[str] = ["all"]
+    """Measures to compute; ``all`` gives every one."""
+    batch_size: int = Field(8, gt=0)
+    """Samples per forward pass."""
+    worst_k: int = Field(6, ge=0)
+    """Number of worst samples (by per-image mean IoU) shown in the report."""
+    report_dir: str = "reports"
+    """Folder for metrics.json, plots and the report."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+
+class InferParams(Section):
+    """Inference on new images (HALCON: apply_dl_model)."""
+
+    batch_size: int = Field(8, gt=0)
+    """Images per forward pass."""
+    min_area: int = Field(1, ge=1)
+    """Regions smaller than this many pixels are left out of the regions table."""
+    backend: Literal["torch", "onnx"] = "torch"
+    """``torch`` (the bundle's weights) or ``onnx`` (onnxruntime on ``model.onnx``)."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    workers: int = Field(0, ge=0)
+    """Threads that decode, preprocess and write images; 0: half the CPU cores (1 to 4)."""

@@ -1,0 +1,128 @@
+"""All of ``params.yaml``: the file's model, loading it, command-line overrides, flattening.
+
+``params.yaml`` is the only place where defaults live for a pipeline run; the section
+classes mirror its sections field for field (their defaults are what a section gets when
+a key is left out). Loading validates the whole file and reports every problem at once,
+each naming the key and the fix. Stage code receives these objects and never opens
+``params.yaml`` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from segcore.common.errors import ParamsError
+from segcore.params.base import Section
+from segcore.params.data import DatasetParams, SplitParams, SynthParams
+from segcore.params.mlops import FlowParams, RegisterParams, TrackingParams
+from segcore.params.model_use import EvaluateParams, InferParams
+from segcore.params.preprocess import PreprocessStageParams
+from segcore.params.train import TrainParams
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class Params(Section):
+    """All of ``params.yaml``."""
+
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, frozen=True, validate_by_name=True
+    )
+
+    synth: SynthParams = SynthParams()
+    dataset: DatasetParams = DatasetParams()
+    split: SplitParams = SplitParams()
+    preprocess: PreprocessStageParams = PreprocessStageParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    infer: InferParams = InferParams()
+    registry: RegisterParams = Field(RegisterParams(), alias="register")
+    """The ``register:`` section (``registry`` in Python: ``register`` is taken by pydantic)."""
+    tracking: TrackingParams = TrackingParams()
+    flow: FlowParams = FlowParams()
+
+
+def _format_errors(err: ValidationError, where: str, prefix: str = "") -> list[str]:
+    """One line per problem, ``<file>: <section.key>: <problem>``, in words a user can act on."""
+    problems = []
+    for e in err.errors():
+        key = prefix + ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; check its spelling (see params.yaml for the valid keys)"
+        elif e["type"] == "missing":
+            msg = "required key is missing; add it"
+        elif "input" in e and not isinstance(e["input"], dict):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+    return problems
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml``; every problem is reported at once.
+
+    Raises:
+        ParamsError: the file is missing, not YAML, or has invalid keys or values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(
+            f"{path}: parameter file not found; run from the project root or pass --params PATH"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections (synth:, dataset:, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, str(path)), title=f"{path} is invalid") from None
+
+
+S = TypeVar("S", bound=Section)
+
+
+def override(section: S, option_names: dict[str, str] | None = None, **values: Any) -> S:
+    """A copy of ``section`` with the non-``None`` ``values`` replaced, validated again.
+
+    Args:
+        section: the loaded section.
+        option_names: maps field name to the CLI option that set it, for error messages.
+        values: new values; ``None`` means "keep the one from params.yaml".
+    """
+    updates = {k: v for k, v in values.items() if v is not None}
+    if not updates:
+        return section
+    data = section.model_dump() | updates
+    try:
+        return type(section).model_validate(data)
+    except ValidationError as err:
+        names = option_names or {}
+        problems = []
+        for e in err.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            label = names.get(field, f"--{field.replace('_', '-')}" if field in updates else field)
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{label}: {msg}")
+        raise ParamsError(problems, title="invalid options") from None
+
+
+def flatten(params: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """``{"train.batch_size": 8, ...}``: every leaf of the params, for tracking."""
+    out: dict[str, Any] = {}
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            out.update(flatten(value, key + "."))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            out[key] = [v.model_dump() for v in value]
+        else:
+            out[key] = value
+    return out
