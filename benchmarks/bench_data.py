@@ -26,7 +26,7 @@ os.environ.setdefault("SEGCORE_PROGRESS", "0")
 
 import cv2
 
-from segcore.common.io import read_image, read_label
+from segcore.common.images import read_image, read_label
 from segcore.data.read import read_dataset
 from segcore.data.synth import CLASS_NAMES, generate_pills
 

@@ -55,7 +55,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("SEGCORE_PROGRESS", "0")
 
-    from segcore.common.io import list_images, read_image
+    from segcore.common.images import list_images, read_image
     from segcore.data.synth import generate_pills
     from segcore.infer.apply import load_model
     from segcore.infer.files import run_inference

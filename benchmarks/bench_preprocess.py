@@ -46,7 +46,7 @@ def make_images(root: Path, n: int, min_px: int, max_px: int, seed: int = 0) -> 
     import cv2
     import numpy as np
 
-    from segcore.common.io import write_image_atomic
+    from segcore.common.images import write_image_atomic
 
     rng = np.random.default_rng(seed)
     names = []
@@ -134,7 +134,7 @@ def time_child(table: str, out: str, mode: str) -> None:
 
 def load_vs_decode(ds: DLDataset, sample_dir: Path, n: int) -> tuple[float, float]:
     """Mean seconds to decode an image and to load its preprocessed sample."""
-    from segcore.common.io import read_image
+    from segcore.common.images import read_image
     from segcore.data.samples import load_sample, sample_path
 
     rows = ds.samples.head(n)

@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from segcore.common.io import quiet_opencv
+from segcore.common.images import quiet_opencv
 from segcore.params import Params, load_params
 from segcore.pipeline.dvc_stage import (
     DvcPipeline,

@@ -23,6 +23,7 @@ from segcore.params import (
     DEFAULT_PARAMS_FILE,
     DatasetParams,
     EvaluateParams,
+    ImportLabelsParams,
     InferParams,
     Params,
     PreprocessStageParams,
@@ -78,7 +79,7 @@ def _params(path: Path) -> Params:
 @section_command(SynthParams, "synth", OPTION_NAMES)
 def synth(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Generate the synthetic pill dataset (images and label images)."""
-    from segcore.pipeline.stages import run_synth
+    from segcore.pipeline.stage_synth import run_synth
 
     params = _params(params_file)
     p = overrides.apply(params.synth)
@@ -92,7 +93,7 @@ def synth(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FIL
 @section_command(DatasetParams, "dataset", OPTION_NAMES)
 def dataset(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Read images and label images into the dataset table (read_dl_dataset_segmentation)."""
-    from segcore.pipeline.stages import run_dataset
+    from segcore.pipeline.stage_dataset import run_dataset
 
     params = _params(params_file)
     p = overrides.apply(params.dataset)
@@ -106,7 +107,7 @@ def dataset(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_F
 @section_command(SplitParams, "split", OPTION_NAMES)
 def split(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Split into train / validation / test, stratified by class presence (split_dl_dataset)."""
-    from segcore.pipeline.stages import run_split
+    from segcore.pipeline.stage_split import run_split
 
     params = _params(params_file)
     p = overrides.apply(params.split)
@@ -153,7 +154,7 @@ def preprocess(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAM
     gen_dl_segmentation_weight_images)."""
     from rich.table import Table
 
-    from segcore.pipeline.stages import run_preprocess
+    from segcore.pipeline.stage_preprocess import run_preprocess
 
     params = _params(params_file)
     p = overrides.apply(params.preprocess)
@@ -193,14 +194,13 @@ def train(
     Distributed: `torchrun --nproc_per_node=N -m segcore.cli train` (gloo on CPU, nccl on
     CUDA); batch size is per process and rank 0 writes.
     """
-    import os
-
-    from segcore.pipeline.stages import run_train
+    from segcore.pipeline.stage_train import run_train
+    from segcore.train.launch import is_main_process
 
     params = _params(params_file)
     p = overrides.apply(params.train)
     stage = run_train(params.model_copy(update={"train": p}), resume=resume)
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     out.print(stage.summary)
     if stage.value is not None:
@@ -216,7 +216,7 @@ def train(
 def evaluate(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Evaluate a model on one split and write metrics.json, plots and report.html
     (evaluate_dl_model, dev_display_segmentation_evaluation)."""
-    from segcore.pipeline.stages import run_evaluate
+    from segcore.pipeline.stage_evaluate import run_evaluate
 
     params = _params(params_file)
     p = overrides.apply(params.evaluate)
@@ -277,6 +277,88 @@ def export_onnx_command(
     out.print(f"ONNX: {path} ({describe(path)})")
 
 
+# --------------------------------------------------------------------------- labels
+
+
+@app.command("import-labels")
+@section_command(ImportLabelsParams, "import_labels", OPTION_NAMES)
+def import_labels_command(
+    overrides: Overrides,
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="Write the classes into the parameter file: dataset.class_names/class_ids "
+            "and import_labels.class_names/class_ids, and dataset.segmentation_dir := out_dir.",
+        ),
+    ] = False,
+) -> None:
+    """Turn a labelling tool's export (COCO JSON, CVAT for images 1.1 XML, LabelMe JSON
+    folder, Label Studio JSON) into the label images `segcore dataset` reads. Every problem
+    is listed at once and then nothing is written."""
+    from rich.table import Table
+
+    from segcore.annotations import import_labels
+    from segcore.params import update_params_file
+
+    params = _params(params_file)
+    p = overrides.apply(params.import_labels)
+    result = import_labels(**p.import_kwargs())
+    table = Table(title=f"Classes ({result.format} export)")
+    table.add_column("class id", justify="right")
+    table.add_column("class name")
+    for cid, name in zip(result.class_ids, result.class_names, strict=True):
+        table.add_row(str(cid), name)
+    out.print(table)
+    for o in result.overlaps[:20]:
+        out.print(f"overlap: {o.image}: {o.top} covers {o.under} on {o.pixels} pixels")
+    if len(result.overlaps) > 20:
+        out.print(f"... and {len(result.overlaps) - 20} more overlaps")
+    skipped = f", {len(result.skipped)} images without shapes skipped" if result.skipped else ""
+    out.print(f"Labels: {result.written} label images -> {result.out_dir}{skipped}")
+    if write:
+        names, ids = list(result.class_names), list(result.class_ids)
+        update_params_file(
+            params_file,
+            {
+                ("dataset", "class_names"): names,
+                ("dataset", "class_ids"): ids,
+                ("dataset", "segmentation_dir"): p.out_dir,
+                ("import_labels", "class_names"): names,
+                ("import_labels", "class_ids"): ids,
+            },
+        )
+        out.print(f"Written to {params_file}: dataset.class_names/class_ids, segmentation_dir")
+
+
+@app.command("export-coco")
+def export_coco_command(
+    seg_dir: Annotated[
+        Path,
+        typer.Argument(help="Segmentation images: `segcore infer` output or a label folder."),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="COCO JSON file to write.")],
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--images", help="The images, for file names and sizes as the labelling tool has them."
+        ),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="rle (exact masks) or polygon (editable outlines).")
+    ] = "rle",
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+) -> None:
+    """Export segmentation images as COCO annotations (classes from dataset.class_names and
+    class_ids), to correct predictions in a labelling tool and import them back."""
+    from segcore.annotations import export_coco
+
+    d = _params(params_file).dataset
+    path = export_coco(seg_dir, image_dir, out_file, d.class_names, d.class_ids, encoding=encoding)  # type: ignore[arg-type]
+    out.print(f"COCO: {path}")
+
+
 # --------------------------------------------------------------------------- register
 # (see issue "The pipeline")
 
@@ -285,14 +367,14 @@ def export_onnx_command(
 def register(params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Register the evaluated model in MLflow (alias challenger) and move alias champion to
     it when its test measure (register.comparison_key) is at least the champion's."""
-    from segcore.pipeline.stages import run_register
+    from segcore.pipeline.stage_register import run_register
 
     out.print(run_register(_params(params_file)).summary)
 
 
 def main() -> None:
     """Console-script entry point: user errors become a message and exit code 2."""
-    from segcore.common.io import quiet_opencv
+    from segcore.common.images import quiet_opencv
 
     quiet_opencv()
     try:

@@ -6,7 +6,9 @@
 - :func:`export_coco`: segmentation images (``segcore infer`` output or a label folder)
   -> a COCO JSON (exact RLE masks or editable polygons) to correct in a labelling tool
   and import back.
-- :class:`ImportLabelsParams`: the ``import_labels:`` section of ``params.yaml``.
+
+Their parameters are the ``import_labels:`` section of ``params.yaml``
+(:class:`segcore.params.ImportLabelsParams`).
 
 Rasterisation follows the pixel-centre rule (:mod:`segcore.annotations.shapes`); the
 class map rule is in :mod:`segcore.annotations.importer`.
@@ -15,12 +17,10 @@ class map rule is in :mod:`segcore.annotations.importer`.
 from segcore.annotations.detect import FORMATS, detect_format
 from segcore.annotations.export import export_coco
 from segcore.annotations.importer import ImportResult, build_class_map, import_labels
-from segcore.annotations.params import ImportLabelsParams
 from segcore.annotations.write import Overlap
 
 __all__ = [
     "FORMATS",
-    "ImportLabelsParams",
     "ImportResult",
     "Overlap",
     "build_class_map",

@@ -13,7 +13,7 @@ from pathlib import Path
 from segcore.annotations.match import ImageIndex
 from segcore.annotations.model import ImageEntry, ParsedExport, Shape
 from segcore.annotations.shapes import shape_problems
-from segcore.common.io import image_size
+from segcore.common.images import image_size
 
 MAX_LISTED = 50
 """Problems of one kind listed one by one before the rest is summed up in one line."""

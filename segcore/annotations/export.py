@@ -31,14 +31,14 @@ from pycocotools import mask as mask_utils
 from segcore.annotations.checks import capped
 from segcore.annotations.shapes import fill_patch
 from segcore.common.errors import DatasetError, ParamsError, Problems
-from segcore.common.io import (
+from segcore.common.images import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIXES,
     image_size,
     list_images,
     read_label,
-    write_json_atomic,
 )
+from segcore.common.io import write_json_atomic
 
 PREDICTION_SUFFIX = "_segmentation"
 """``segcore infer`` writes ``<name>_segmentation.png``; the image is ``<name>.*``."""

@@ -30,7 +30,7 @@ from segcore.annotations.match import ImageIndex
 from segcore.annotations.model import ParsedExport
 from segcore.annotations.write import Overlap, out_dir_problems, render, staged_folder
 from segcore.common.errors import DatasetError, ParamsError, Problems
-from segcore.common.io import write_image_atomic
+from segcore.common.images import write_image_atomic
 
 MAX_CLASS_ID = 65535
 """Largest id a 16-bit label image holds."""

@@ -22,7 +22,7 @@ import numpy as np
 from segcore.annotations.detect import labelme_files, load_json
 from segcore.annotations.model import ImageEntry, ParsedExport, Shape, box_ring, ring
 from segcore.common.errors import DatasetError
-from segcore.common.io import decode_image
+from segcore.common.images import decode_image
 
 _LINES = frozenset({"line", "linestrip"})
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from segcore.annotations.detect import load_json
 from segcore.annotations.model import ImageEntry, ParsedExport, Shape, ring, rotate
-from segcore.common.io import IMAGE_SUFFIXES
+from segcore.common.images import IMAGE_SUFFIXES
 
 _REGIONS = frozenset({"polygon", "rectangle", "brush"})
 _UNSUPPORTED = frozenset({"keypointlabels", "keypoint", "ellipselabels", "ellipse"})

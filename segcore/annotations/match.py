@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from segcore.annotations.model import ImageEntry
-from segcore.common.io import list_images
+from segcore.common.images import list_images
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")
 """Label Studio prefixes uploaded files with 8 hex digits and a dash."""

@@ -29,7 +29,7 @@ from segcore.common.constants import (
 )
 from segcore.data.dldataset import DLDataset
 from segcore.common.errors import DatasetError, Problems
-from segcore.common.io import IMAGE_SUFFIXES, LABEL_SUFFIXES, list_images, read_image, read_label
+from segcore.common.images import IMAGE_SUFFIXES, LABEL_SUFFIXES, list_images, read_image, read_label
 from segcore.params import MAX_CLASS_ID, class_list_problems
 from segcore.common.progress import track
 from segcore.data.labels import value_counts

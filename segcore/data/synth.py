@@ -24,7 +24,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from segcore.common.io import write_image_atomic
+from segcore.common.images import write_image_atomic
 from segcore.common.progress import track
 from segcore.data.pills import CONTAMINATION, CRACK, GOOD, render_pill_image
 

@@ -35,13 +35,8 @@ from rich.progress import Progress, TaskID
 
 from segcore.common.display import overlay
 from segcore.common.errors import SegcoreError
-from segcore.common.io import (
-    IMAGE_SUFFIXES,
-    atomic_path,
-    list_images,
-    read_image,
-    write_image_atomic,
-)
+from segcore.common.images import IMAGE_SUFFIXES, list_images, read_image, write_image_atomic
+from segcore.common.io import atomic_path
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
 from segcore.params import PreprocessParams

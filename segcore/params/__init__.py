@@ -2,6 +2,7 @@
 
 The modules: :mod:`~segcore.params.base` (the section base class and the engine that
 reports every problem at once), :mod:`~segcore.params.data` (synth, dataset, split),
+:mod:`~segcore.params.annotations` (label import),
 :mod:`~segcore.params.preprocess` (HALCON's preprocessing parameters and rules),
 :mod:`~segcore.params.train`, :mod:`~segcore.params.model_use` (evaluate, infer),
 :mod:`~segcore.params.mlops` (register, tracking, flow) and :mod:`~segcore.params.root`
@@ -11,6 +12,7 @@ re-exported here, so ``from segcore.params import TrainParams`` keeps working.
 
 from __future__ import annotations
 
+from segcore.params.annotations import ImportLabelsParams
 from segcore.params.base import (
     MAX_CLASS_ID,
     ClassId,
@@ -36,9 +38,11 @@ from segcore.params.preprocess import (
 from segcore.params.root import (
     DEFAULT_PARAMS_FILE,
     Params,
+    dump_params,
     flatten,
     load_params,
     override,
+    update_params_file,
 )
 from segcore.params.train import AugmentationParams, ChangeStrategy, TrainParams
 
@@ -55,6 +59,7 @@ __all__ = [
     "DatasetParams",
     "EvaluateParams",
     "FlowParams",
+    "ImportLabelsParams",
     "InferParams",
     "Params",
     "PreprocessParams",
@@ -66,8 +71,10 @@ __all__ = [
     "TrackingParams",
     "TrainParams",
     "class_list_problems",
+    "dump_params",
     "flatten",
     "load_params",
     "override",
+    "update_params_file",
     "validate_with_rules",
 ]

@@ -9,6 +9,7 @@ each naming the key and the fix. Stage code receives these objects and never ope
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segcore.common.errors import ParamsError
+from segcore.common.io import write_text_atomic
+from segcore.params.annotations import ImportLabelsParams
 from segcore.params.base import Section
 from segcore.params.data import DatasetParams, SplitParams, SynthParams
 from segcore.params.mlops import FlowParams, RegisterParams, TrackingParams
@@ -33,6 +36,7 @@ class Params(Section):
         extra="forbid", use_attribute_docstrings=True, frozen=True, validate_by_name=True
     )
 
+    import_labels: ImportLabelsParams = ImportLabelsParams()
     synth: SynthParams = SynthParams()
     dataset: DatasetParams = DatasetParams()
     split: SplitParams = SplitParams()
@@ -86,6 +90,45 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
 
 
 S = TypeVar("S", bound=Section)
+
+
+def dump_params(params: Params) -> str:
+    """``params`` as the YAML text of a parameter file that loads back to equal params."""
+    return yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+def update_params_file(path: str | Path, values: dict[tuple[str, ...], Any]) -> None:
+    """Set keys of a parameter file in place, keeping its comments and layout.
+
+    ``values`` maps key paths to new values, e.g. ``{("dataset", "class_ids"): [0, 1]}``.
+    The new file is validated before it replaces the old one (atomically), so a file that
+    would not load is never written.
+
+    Raises:
+        ParamsError: the file is missing or unreadable, or the new values are invalid.
+    """
+    from ruamel.yaml import YAML  # only for writing: loading never needs it
+
+    path = Path(path)
+    load_params(path)  # the file as it is must be valid
+    rt = YAML()
+    rt.width = 4096  # keep long lines (and their comments) as they are
+    doc = rt.load(path.read_text(encoding="utf-8"))
+    for keys, value in values.items():
+        node = doc
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    buffer = io.StringIO()
+    rt.dump(doc, buffer)
+    text = buffer.getvalue()
+    try:
+        Params.model_validate(yaml.safe_load(text))
+    except ValidationError as err:
+        raise ParamsError(
+            _format_errors(err, str(path)), title=f"{path} would be invalid"
+        ) from None
+    write_text_atomic(path, text)
 
 
 def override(section: S, option_names: dict[str, str] | None = None, **values: Any) -> S:

@@ -51,7 +51,7 @@ def run_train(
     with start as run:
         run.save(run_file)
         if rank is None and p.nproc > 1:
-            launch(p.nproc, Path(workdir), resume)
+            launch(p.nproc, Path(workdir), resume, params)
             return StageResult(f"Train: {p.nproc} processes (torchrun) -> {p.out_dir}", None)
         result = train_model(
             dataset,

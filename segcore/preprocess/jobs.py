@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 
 from segcore.common.constants import TRAIN
 from segcore.common.errors import DatasetError, SegcoreError
-from segcore.common.io import quiet_opencv, read_image, read_label
+from segcore.common.images import quiet_opencv, read_image, read_label
 from segcore.data.samples import read_metadata, save_sample
 from segcore.params import PreprocessParams
 from segcore.preprocess.class_weights import count_class_pixels, weight_image

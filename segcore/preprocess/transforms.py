@@ -172,7 +172,7 @@ def preprocess_image(
 
     Args:
         image: ``(H, W, C)`` or ``(H, W)``, C in {1, 3}, uint8 / uint16 / float (as
-            :func:`segcore.common.io.read_image` returns it).
+            :func:`segcore.common.images.read_image` returns it).
         param: the preprocessing parameters.
         roi: this image's region of interest ``[row1, col1, row2, col2]`` under
             ``crop_domain`` (default: ``param.domain_roi``); ignored under ``full_domain``.
@@ -208,7 +208,7 @@ def preprocess_samples(
     """A batch of images for inference (HALCON: preprocess_dl_samples).
 
     Args:
-        images: ``(H, W, C)`` arrays as returned by :func:`segcore.common.io.read_image`; sizes
+        images: ``(H, W, C)`` arrays as returned by :func:`segcore.common.images.read_image`; sizes
             may differ.
         param: the preprocessing parameters the model was trained with.
         rois: per-image regions of interest under ``crop_domain`` (default
@@ -258,7 +258,7 @@ def preprocess_label(
     """One label image as the training targets (HALCON's preprocessed segmentation image).
 
     Args:
-        label: ``(H, W)`` integer class ids (as :func:`segcore.common.io.read_label` returns).
+        label: ``(H, W)`` integer class ids (as :func:`segcore.common.images.read_label` returns).
         param: the preprocessing parameters.
         class_ids: the dataset's class ids; together with ``param.ignore_class_ids`` the
             only values allowed in ``label``.

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from segcore.common.errors import SegcoreError
-from segcore.common.io import decode_image as decode_bytes
+from segcore.common.images import decode_image as decode_bytes
 from segcore.infer.apply import apply_model, load_model
 from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, column_name
 
@@ -25,7 +25,7 @@ from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, column_
 def decode_image(data: bytes | bytearray | str) -> np.ndarray:
     """Encoded image bytes (or their base64 text) -> ``(H, W, C)`` array, RGB order.
 
-    Same conventions as :func:`segcore.common.io.read_image`: alpha dropped, 8/16 bit kept.
+    Same conventions as :func:`segcore.common.images.read_image`: alpha dropped, 8/16 bit kept.
 
     Raises:
         SegcoreError: not a decodable image.

@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from segcore.common.errors import SegcoreError
+from segcore.params import Params, dump_params
 
 RESUME_TRACKING_ENV = "SEGCORE_RESUME_TRACKING"
 """Set for the ranks :func:`launch` starts: rank 0 continues the launcher's MLflow run."""
@@ -36,13 +38,26 @@ def continues_launcher_run() -> bool:
     return torchrun_rank() == 0 and os.environ.get(RESUME_TRACKING_ENV) == "1"
 
 
-def launch(nproc: int, workdir: Path, resume: bool) -> None:
+def launch(nproc: int, workdir: Path, resume: bool, params: Params) -> None:
     """``torchrun --standalone --nproc_per_node=N -m segcore.cli train`` in ``workdir`` (one
     machine, a free rendezvous port).
+
+    The ranks read ``params`` (command-line overrides included) from a temporary parameter
+    file, not the project's ``params.yaml``, so they train what the launcher was asked to.
 
     Raises:
         SegcoreError: a rank failed (its output is above).
     """
+    fd, name = tempfile.mkstemp(prefix=".segcore-ranks-", suffix=".yaml", dir=workdir)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(dump_params(params))
+    try:
+        _run_ranks(nproc, workdir, resume, Path(name))
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _run_ranks(nproc: int, workdir: Path, resume: bool, params_file: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -52,6 +67,8 @@ def launch(nproc: int, workdir: Path, resume: bool) -> None:
         "-m",
         "segcore.cli",
         "train",
+        "--params",
+        str(params_file),
         *(["--resume"] if resume else []),
     ]
     env = {**os.environ, RESUME_TRACKING_ENV: "1"}

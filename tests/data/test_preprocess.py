@@ -20,7 +20,7 @@ from helpers.cli import run_segcore
 from segcore.preprocess.class_weights import calculate_class_weights
 from segcore.data.dldataset import DLDataset
 from segcore.common.errors import DatasetError, ParamsError
-from segcore.common.io import read_image, write_image_atomic
+from segcore.common.images import read_image, write_image_atomic
 from segcore.common.parallel import WorkerPool
 from segcore.params import ClassWeightParams, PreprocessParams
 from segcore.preprocess.stage import preprocess_dataset, preprocess_samples, run_preprocess

@@ -18,7 +18,7 @@ from helpers.models import make_bundle
 
 from segcore.common.display import class_colors
 from segcore.common.errors import EXIT_PARTIAL_FAILURE, SegcoreError
-from segcore.common.io import read_image, write_image_atomic
+from segcore.common.images import read_image, write_image_atomic
 from segcore.infer.apply import SegModel, apply_model, find_regions
 from segcore.infer.files import _ordered_map, collect_inputs, run_inference
 from segcore.model.bundle import BundleConfig

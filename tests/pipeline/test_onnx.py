@@ -12,7 +12,7 @@ from helpers.cli import run_segcore
 from helpers.models import BUNDLE_SIZE as SIZE
 from helpers.models import make_bundle
 
-from segcore.common.io import write_image_atomic
+from segcore.common.images import write_image_atomic
 from segcore.infer.apply import apply_model, load_model
 from segcore.infer.onnx import OnnxError, describe, export_onnx, open_session
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from segcore.annotations import import_labels
 from segcore.common.errors import DatasetError, ParamsError
-from segcore.common.io import read_label
+from segcore.common.images import read_label
 
 CLASSES = {"background": 0, "dent": 1, "scratch": 2}
 

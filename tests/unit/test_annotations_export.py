@@ -11,7 +11,7 @@ from PIL import Image
 
 from segcore.annotations import export_coco, import_labels
 from segcore.common.errors import DatasetError
-from segcore.common.io import read_label
+from segcore.common.images import read_label
 
 NAMES, IDS = ["good", "crack", "spot"], [0, 1, 2]
 

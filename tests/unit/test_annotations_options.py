@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from segcore.annotations import ImportLabelsParams, build_class_map, import_labels
-from segcore.common.io import read_label
+from segcore.annotations import build_class_map, import_labels
+from segcore.common.images import read_label
+from segcore.params import ImportLabelsParams
 
 
 def write_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from segcore.annotations import Overlap, import_labels
-from segcore.common.io import read_label
+from segcore.common.images import read_label
 
 CLASSES = {"background": 0, "dent": 1, "scratch": 2}
 

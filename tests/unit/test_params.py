@@ -8,7 +8,14 @@ import pytest
 import yaml
 
 from segcore.common.errors import ParamsError
-from segcore.params import Params, SynthParams, load_params, override
+from segcore.params import (
+    Params,
+    SynthParams,
+    dump_params,
+    load_params,
+    override,
+    update_params_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,3 +162,26 @@ def test_unusable_params_files(tmp_path: Path, content: str | None, message: str
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert _load(tmp_path, "") == Params()
+
+
+def test_dump_params_loads_back_equal(tmp_path: Path) -> None:
+    params = load_params(ROOT / "params.yaml")
+    changed = params.model_copy(
+        update={"train": params.train.model_copy(update={"num_epochs": 3, "learning_rate": 0.01})}
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(dump_params(changed))
+    assert load_params(path) == changed
+    assert load_params(path) != params
+
+
+def test_update_params_file_keeps_comments_and_refuses_invalid_values(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    update_params_file(path, {("split", "seed"): 7})
+    assert load_params(path).split.seed == 7
+    assert "# Random seed; the same seed gives the same split." in path.read_text()
+    before = path.read_text()
+    with pytest.raises(ParamsError, match=r"split\.training_percent"):
+        update_params_file(path, {("split", "training_percent"): 150})
+    assert path.read_text() == before

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from segcore.params import Section
-
-ClassId = Annotated[int, Field(ge=0, le=65535)]
-"""A class id as stored in label images (16 bit at most)."""
+from segcore.params.base import ClassId, Section
 
 
 class ImportLabelsParams(Section):
