@@ -9,7 +9,7 @@ step by ``lr_new / lr_old``, so the velocity gathered at the old rate continues 
 new one. ``torch.optim.SGD`` keeps the rate outside (``b_t = momentum * b_(t-1) + g_t``,
 ``w_t = w_(t-1) - lr_t * b_t``); written in HALCON's terms its velocity ``-lr_t * b_t``
 is ``momentum * (lr_t / lr_(t-1)) * v_(t-1) - lr_t * g_t``: exactly HALCON's one-step
-rescale, with no extra code (tests/test_train_solver.py checks the equivalence).
+rescale, with no extra code (tests/unit/test_train_solver.py checks the equivalence).
 
 ``weight_prior`` is L2 regularisation: ``weight_prior * w`` is added to the gradient
 (``weight_decay`` of both torch solvers).
