@@ -1,0 +1,402 @@
+"""Test quality of segcore's defaults against a bare segmentation-models-pytorch loop.
+
+For one dataset folder (``DATA_DIR/images/<id>.png``, ``DATA_DIR/labels/<id>.png`` with
+pixel = class id, ``DATA_DIR/classes.json``; see benchmarks/datasets/README.md):
+
+1. segcore, driven through its CLI in a temporary project folder: the repository's
+   params.yaml with the dataset section replaced (plus the ignore class ids, the torch
+   threads, the device and ``preprocess.workers`` = threads); ``segcore dataset``,
+   ``split``, ``preprocess``; ``segcore train --epochs 1`` measures an epoch, then
+   ``segcore train --resume`` continues it to ``floor(budget / first epoch)`` epochs (at
+   least 1; a resumed run continues the same weights, optimizer and random state), and
+   ``segcore evaluate`` measures the test split (its ``models/best`` bundle).
+2. A bare loop on the same preprocessed samples and the same train split:
+   ``smp.Unet('resnet18', encoder_weights=None)``, plain cross-entropy (ignore classes
+   ignored), Adam lr 1e-3, random horizontal/vertical flips, batch 4, trained for the
+   training seconds segcore actually spent, then measured on the same test split with
+   segcore's confusion-matrix measures (final weights).
+
+Training time is wall time (``time.perf_counter``) of the training steps only, validation
+left out (as segcore's history column ``seconds``), both at the same torch thread count.
+Printed: test mean IoU and per-class IoU of both and their ratio, the rarest defect
+class's IoU difference, and time-to-quality: the training seconds segcore needed to reach
+the bare loop's final validation mean IoU (from segcore's per-epoch history), as a
+fraction of the bare loop's budget::
+
+    .venv/bin/python benchmarks/bench_quality.py /work/datasets/magnetic_tile --budget 1800
+    .venv/bin/python benchmarks/bench_quality.py --pills --budget 60 --num-images 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import segmentation_models_pytorch as smp
+import torch
+import yaml
+
+import segcore
+
+# The only segcore modules used besides the CLI and the top-level API; their paths move to
+# segcore.evaluate.metrics and segcore.data.samples.
+try:
+    from segcore.data.samples import label_to_index, load_sample
+    from segcore.evaluate.metrics import compute_measures, confusion_matrix_np
+except ImportError:
+    from segcore.metrics import compute_measures, confusion_matrix_np
+    from segcore.samples import label_to_index, load_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IGNORE = -1  # target of ignored pixels in the bare loop
+
+
+RawFormatter = argparse.RawDescriptionHelpFormatter
+
+
+class BenchError(Exception):
+    """Bad input or a failed stage; the message names the path and the fix."""
+
+
+HELP = {
+    "data_dir": "dataset folder: images/<id>.png, labels/<id>.png (pixel = class id), classes.json",
+    "pills": "generate segcore's synthetic pills (segcore synth) in a temporary folder, use them",
+    "num_images": "with --pills: how many pill images to generate (default 160)",
+    "budget": "training seconds for each of the two (wall time, at --threads threads)",
+    "threads": "torch threads of both trainings, segcore's preprocess workers (default: all cores)",
+    "device": "torch device of both trainings and of segcore evaluate (default cpu)",
+    "seed": "seed of the bare loop's initialisation, shuffling and flips (default 42)",
+    "json": "also write the numbers (and both validation curves) to this JSON file",
+    "keep": "keep the temporary folder (project, segcore.log, reports) and print its path",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RawFormatter)
+    p.add_argument("data_dir", nargs="?", type=Path, help=HELP["data_dir"])
+    p.add_argument("--pills", action="store_true", help=HELP["pills"])
+    p.add_argument("--num-images", type=int, default=160, metavar="N", help=HELP["num_images"])
+    p.add_argument("--budget", type=float, required=True, metavar="S", help=HELP["budget"])
+    p.add_argument("--threads", type=int, default=os.cpu_count(), metavar="N", help=HELP["threads"])
+    p.add_argument("--device", default="cpu", help=HELP["device"])
+    p.add_argument("--seed", type=int, default=42, help=HELP["seed"])
+    p.add_argument("--json", type=Path, metavar="PATH", help=HELP["json"])
+    p.add_argument("--keep", action="store_true", help=HELP["keep"])
+    args = p.parse_args()
+    if args.pills == (args.data_dir is not None):
+        p.error("give either DATA_DIR or --pills")
+    if args.budget <= 0 or args.threads < 1 or args.num_images < 8:
+        p.error("--budget must be > 0, --threads >= 1, --num-images >= 8")
+    return args
+
+
+def check_data_dir(data: Path) -> dict[str, Any]:
+    """classes.json of a dataset folder, after checking the folder's layout."""
+    fix = "see benchmarks/datasets/README.md for the layout"
+    if not data.is_dir():
+        raise BenchError(f"{data}: no such folder; pass a dataset folder ({fix}) or --pills")
+    path = data / "classes.json"
+    if not path.is_file():
+        raise BenchError(
+            f'{path}: missing; write {{"class_names": [...], "class_ids": [...]}} there ({fix})'
+        )
+    try:
+        classes = json.loads(path.read_text())
+        names, ids = list(classes["class_names"]), [int(c) for c in classes["class_ids"]]
+        ignore = [int(c) for c in classes.get("ignore_class_ids", [])]
+    except (ValueError, KeyError, TypeError) as err:
+        raise BenchError(
+            f"{path}: not valid ({type(err).__name__}: {err}); it needs class_names (strings) "
+            "and class_ids (integers), optionally ignore_class_ids"
+        ) from None
+    if len(names) != len(ids) or len(ids) < 2:
+        raise BenchError(f"{path}: class_names and class_ids need the same length (>= 2)")
+    for sub in ("images", "labels"):
+        folder = data / sub
+        if not folder.is_dir() or not any(
+            f.suffix.lower() in IMAGE_SUFFIXES for f in folder.rglob("*")
+        ):
+            raise BenchError(f"{folder}: no images; put the {sub} there as {sub}/<id>.png ({fix})")
+    return {"class_names": names, "class_ids": ids, "ignore_class_ids": ignore}
+
+
+class Project:
+    """A temporary segcore project folder, driven through the ``segcore`` command."""
+
+    def __init__(self, root: Path, threads: int) -> None:
+        exe = shutil.which("segcore", path=str(Path(sys.executable).parent))
+        exe = exe or shutil.which("segcore")
+        if exe is None:
+            raise BenchError(
+                "the segcore command was not found; run this script with the interpreter of "
+                "segcore's environment (.venv/bin/python, after make setup)"
+            )
+        self.exe, self.root, self.log = exe, root, root / "segcore.log"
+        root.mkdir(parents=True, exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        self.env.update(SEGCORE_PROGRESS="0", OMP_NUM_THREADS=str(threads))
+        self.env["MKL_NUM_THREADS"] = str(threads)
+
+    def run(self, *args: str, params: str = "params.yaml") -> float:
+        """``segcore ARGS --params PARAMS`` in the project; returns its wall seconds."""
+        cmd = [self.exe, *args, "--params", params]
+        print(f"  segcore {' '.join(args)} ...", end=" ", flush=True)
+        start = time.perf_counter()
+        with self.log.open("a") as log:
+            log.write(f"\n$ {' '.join(cmd)}\n")
+            log.flush()
+            proc = subprocess.run(cmd, cwd=self.root, env=self.env, stdout=log, stderr=log)
+        seconds = time.perf_counter() - start
+        print(f"{seconds:.1f} s")
+        if proc.returncode != 0:
+            tail = "\n".join(self.log.read_text().splitlines()[-25:])
+            raise BenchError(
+                f"`segcore {args[0]}` failed (exit code {proc.returncode}); the end of "
+                f"{self.log}:\n{tail}"
+            )
+        return seconds
+
+
+def make_pills(work: Path, num_images: int) -> Path:
+    """Synthetic pills (``segcore synth``) in the benchmark's dataset layout."""
+    out, params = work / "pills", ROOT / "params.yaml"
+    args = ["synth", "--out-dir", str(out), "--num-images", str(num_images)]
+    Project(work, 1).run(*args, params=str(params))
+    ds = yaml.safe_load(params.read_text())["dataset"]
+    classes = {k: ds[k] for k in ("class_names", "class_ids")}
+    (out / "classes.json").write_text(json.dumps(classes))
+    return out
+
+
+def write_params(project: Path, data: Path, classes: dict, args: argparse.Namespace) -> dict:
+    """The repository's params.yaml with the dataset section replaced; returns it."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    root = data.resolve()
+    params["dataset"].update(image_dir=str(root / "images"), segmentation_dir=str(root / "labels"))
+    params["dataset"].update({k: classes[k] for k in ("class_names", "class_ids")})
+    params["dataset"].update(label_prefix="", label_suffix="", ignore_unmatched=False)
+    params["preprocess"]["param"]["ignore_class_ids"] = classes["ignore_class_ids"]
+    params["preprocess"]["workers"] = args.threads
+    params["train"].update(num_threads=args.threads, device=args.device)
+    params["evaluate"]["device"] = args.device
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def run_segcore(prj: Project, params: dict, budget: float) -> dict[str, Any]:
+    """dataset, split, preprocess, train (1 epoch, then resumed to fit the budget), evaluate."""
+    for stage in ("dataset", "split", "preprocess"):
+        prj.run(stage)
+    prj.run("train", "--epochs", "1")  # the probe: its checkpoint is resumed below
+    history_file = prj.root / params["train"]["history"]
+    probe = float(pd.read_csv(history_file)["seconds"].iloc[0])
+    epochs = max(1, int(budget // probe))
+    if epochs > 1:
+        prj.run("train", "--resume", "--epochs", str(epochs))
+    history = pd.read_csv(history_file)
+    prj.run("evaluate")
+    metrics = json.loads((prj.root / params["evaluate"]["report_dir"] / "metrics.json").read_text())
+    return {
+        "probe_epoch_seconds": probe,
+        "epochs": epochs,
+        "train_seconds": float(history["seconds"].sum()),
+        "best_val_mean_iou": float(history["val_mean_iou"].max()),
+        "test_mean_iou": float(metrics["mean_iou"]),
+        "test_class_iou": {k: float(v) for k, v in metrics["class_iou"].items()},
+        "history": history[["epoch", "seconds", "val_mean_iou"]].to_dict("records"),
+    }
+
+
+def sample_files(ds: Any, split: str) -> list[Path]:
+    return [Path(ds.sample_dir) / f for f in ds.split(split)["sample_file_name"]]
+
+
+def load_batch(files: list[Path], class_ids: list[int], ignore: list[int]) -> tuple:
+    """Images ``(N, C, H, W)`` and targets ``(N, H, W)`` (class indices, IGNORE)."""
+    samples = [load_sample(f) for f in files]
+    x = torch.from_numpy(np.stack([s["image"] for s in samples]))
+    y = label_to_index(np.stack([s["label"] for s in samples]), class_ids, ignore)
+    y[(y < 0) | (y >= len(class_ids))] = IGNORE
+    return x, torch.from_numpy(y)
+
+
+@torch.no_grad()
+def measure(model: torch.nn.Module, files: list[Path], ds: Any, ignore: list, dev: str) -> dict:
+    """segcore's mean_iou and class_iou from one confusion matrix over ``files``."""
+    model.eval()
+    k = len(ds.class_ids)
+    masked = [i for i, c in enumerate(ds.class_ids) if c in ignore]  # never predicted
+    total = np.zeros((k, k), dtype=np.int64)
+    for i in range(0, len(files), 8):
+        x, y = load_batch(files[i : i + 8], ds.class_ids, ignore)
+        logits = model(x.to(dev))
+        logits[:, masked] = -math.inf
+        total += confusion_matrix_np(logits.argmax(1).cpu().numpy(), y.numpy(), k)
+    return compute_measures(total, ["mean_iou", "class_iou"])
+
+
+def train_bare(ds: Any, ignore: list[int], budget: float, args: argparse.Namespace) -> tuple:
+    """The bare loop for ``budget`` training seconds; returns (model, its log)."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    train, val = sample_files(ds, "train"), sample_files(ds, "validation")
+    channels, k = load_sample(train[0])["image"].shape[0], len(ds.class_ids)
+    model = smp.Unet("resnet18", encoder_weights=None, in_channels=channels, classes=k)
+    model = model.to(args.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    spent, steps, per_epoch, curve = 0.0, 0, math.ceil(len(train) / 4), []
+    while spent < budget:
+        model.train()
+        order = rng.permutation(len(train))
+        for i in range(0, len(order), 4):
+            start = time.perf_counter()
+            x, y = load_batch([train[j] for j in order[i : i + 4]], ds.class_ids, ignore)
+            for n in range(len(x)):  # random horizontal / vertical flips per sample
+                for dim in (-1, -2):
+                    if rng.random() < 0.5:
+                        x[n], y[n] = x[n].flip(dim), y[n].flip(dim)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x.to(args.device)), y.to(args.device))
+            loss.backward()
+            optimizer.step()
+            spent += time.perf_counter() - start
+            steps += 1
+            if spent >= budget:
+                break
+        miou = measure(model, val, ds, ignore, args.device)["mean_iou"]
+        curve.append({"epoch": steps / per_epoch, "seconds": spent, "val_mean_iou": miou})
+        print(f"  bare loop: epoch {steps / per_epoch:.2f}, {spent:.1f} s, val mean IoU {miou:.4f}")
+    log = {"steps": steps, "epochs": steps / per_epoch, "train_seconds": spent}
+    return model, {**log, "final_val_mean_iou": curve[-1]["val_mean_iou"], "curve": curve}
+
+
+def run_bare(ds: Any, budget: float, args: argparse.Namespace) -> dict:
+    """Train the bare loop on segcore's preprocessed samples and measure the test split."""
+    ignore = list((ds.preprocess_param or {}).get("ignore_class_ids", []))
+    model, log = train_bare(ds, ignore, budget, args)
+    test = measure(model, sample_files(ds, "test"), ds, ignore, args.device)
+    log["test_mean_iou"] = float(test["mean_iou"])
+    log["test_class_iou"] = dict(zip(ds.class_names, map(float, test["class_iou"]), strict=True))
+    return log
+
+
+def rarest_defect(ds: Any, seg: dict, bare: dict) -> dict | None:
+    """The defect class (id not 0, not ignored) with the fewest pixels, and its IoUs."""
+    ignore = (ds.preprocess_param or {}).get("ignore_class_ids", [])
+    counts = ds.pixel_counts().sum(axis=0)
+    found = [(n, name) for name, c, n in zip(ds.class_names, ds.class_ids, counts, strict=True)
+             if c != 0 and c not in ignore and n > 0]  # fmt: skip
+    if not found:
+        return None
+    n, name = min(found)
+    s, b = seg["test_class_iou"][name], bare["test_class_iou"][name]
+    diff = s - b if s >= 0 and b >= 0 else None  # -1: no such pixel in the test split
+    return {"name": name, "pixel_share": float(n / counts.sum()), "difference": diff}
+
+
+def time_to_quality(seg: dict, bare: dict) -> dict[str, Any]:
+    """Training seconds segcore needed to reach the bare loop's final validation mean IoU."""
+    target, spent, reached = bare["final_val_mean_iou"], 0.0, None
+    for row in seg["history"]:
+        spent += row["seconds"]
+        if row["val_mean_iou"] >= target:
+            reached = spent
+            break
+    fraction = None if reached is None else reached / bare["train_seconds"]
+    return {"target_val_mean_iou": target, "segcore_seconds": reached, "fraction": fraction}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 and a >= 0 else None
+
+
+def _fmt(v: float | None, spec: str = ".4f") -> str:
+    return "n/a" if v is None or v < 0 else format(v, spec)
+
+
+def report(result: dict) -> None:
+    seg, bare, ttq = result["segcore"], result["bare"], result["time_to_quality"]
+    print(f"\n{'test measure':<28}{'segcore':>10}{'bare':>10}{'segcore/bare':>14}")
+    rows = [("mean IoU", seg["test_mean_iou"], bare["test_mean_iou"])]
+    rows += [(f"IoU {k}", v, bare["test_class_iou"][k]) for k, v in seg["test_class_iou"].items()]
+    for name, s, b in rows:
+        print(f"{name:<28}{_fmt(s):>10}{_fmt(b):>10}{_fmt(_ratio(s, b), '.3f'):>14}")
+    if rare := result["rarest_defect_class"]:
+        diff = "n/a" if rare["difference"] is None else f"{rare['difference']:+.4f}"
+        share = f"{100 * rare['pixel_share']:.3f}% of the pixels"
+        print(f"rarest defect class: {rare['name']} ({share}), IoU segcore - bare = {diff}")
+    print(
+        f"training ({result['threads']} torch threads, {result['device']}, wall time): "
+        f"segcore {seg['epochs']} epochs in {seg['train_seconds']:.1f} s (probe epoch "
+        f"{seg['probe_epoch_seconds']:.1f} s, budget {result['budget']:.0f} s); bare "
+        f"{bare['epochs']:.2f} epochs ({bare['steps']} steps) in {bare['train_seconds']:.1f} s"
+    )
+    got = "not reached"
+    if ttq["segcore_seconds"] is not None:
+        got = f"{ttq['segcore_seconds']:.1f} s = {ttq['fraction']:.2f} of the bare loop's budget"
+    print(
+        f"time-to-quality (bare loop's final validation mean IoU "
+        f"{ttq['target_val_mean_iou']:.4f}): segcore {got}; segcore's best validation mean "
+        f"IoU {seg['best_val_mean_iou']:.4f}, tested with its best bundle, the bare loop final"
+    )
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    data = make_pills(work, args.num_images) if args.pills else args.data_dir
+    classes = check_data_dir(data)
+    prj = Project(work / "project", args.threads)
+    params = write_params(prj.root, data, classes, args)
+    print(f"{data}: {len(classes['class_ids'])} classes; project {prj.root}")
+    torch.set_num_threads(args.threads)
+    seg = run_segcore(prj, params, args.budget)
+    print(f"  bare loop: {seg['train_seconds']:.1f} training seconds (segcore's)")
+    ds = segcore.DLDataset.load(prj.root / params["train"]["dataset"])
+    bare = run_bare(ds, seg["train_seconds"], args)
+    return {
+        **{k: getattr(args, k) for k in ("budget", "threads", "device", "seed")},
+        "data_dir": str(data),
+        "classes": classes,
+        "segcore": seg,
+        "bare": bare,
+        "ratio_test_mean_iou": _ratio(seg["test_mean_iou"], bare["test_mean_iou"]),
+        "rarest_defect_class": rarest_defect(ds, seg, bare),
+        "time_to_quality": time_to_quality(seg, bare),
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="segcore-quality-"))
+    try:
+        result = benchmark(args, work)
+        report(result)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"written: {args.json}")
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
