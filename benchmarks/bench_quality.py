@@ -49,14 +49,10 @@ import yaml
 
 import segcore
 
-# The only segcore modules used besides the CLI and the top-level API; their paths move to
-# segcore.evaluate.metrics and segcore.data.samples.
-try:
-    from segcore.data.samples import label_to_index, load_sample
-    from segcore.evaluate.metrics import compute_measures, confusion_matrix_np
-except ImportError:
-    from segcore.metrics import compute_measures, confusion_matrix_np
-    from segcore.samples import label_to_index, load_sample
+# The only segcore modules used besides the CLI and the top-level API: the sample files
+# and the measures, so both sides are measured by the same code.
+from segcore.data.samples import label_to_index, load_sample
+from segcore.evaluate.metrics import compute_measures, confusion_matrix_np
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
