@@ -25,6 +25,8 @@ _EXPORTS = {
     "read_dataset": "segcore.data.read",
     "dataset_stats": "segcore.data.stats",
     "split_dataset": "segcore.data.split",
+    "import_labels": "segcore.annotations",
+    "export_coco": "segcore.annotations",
     # preprocessing
     "preprocess_dataset": "segcore.preprocess.stage",
     "preprocess_samples": "segcore.preprocess.stage",
