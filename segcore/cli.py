@@ -254,6 +254,7 @@ def infer(
         batch_size=p.batch_size,
         min_area=p.min_area,
         workers=p.workers or None,
+        max_image_pixels=p.max_image_pixels,
     )
     out.print(summary.render(), highlight=False)
     if summary.failed:

@@ -35,7 +35,14 @@ from rich.progress import Progress, TaskID
 
 from segcore.common.display import overlay
 from segcore.common.errors import SegcoreError
-from segcore.common.images import IMAGE_SUFFIXES, list_images, read_image, write_image_atomic
+from segcore.common.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    PixelLimit,
+    list_images,
+    read_image,
+    write_image_atomic,
+)
 from segcore.common.io import atomic_path
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
@@ -138,6 +145,7 @@ def run_inference(
     batch_size: int = 8,
     min_area: int = 1,
     workers: int | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> InferenceSummary:
     """Segment every image of ``inputs`` (files or folders) and write the outputs.
 
@@ -149,6 +157,8 @@ def run_inference(
         min_area: regions smaller than this many pixels are left out of the table.
         workers: threads for decoding, preprocessing and writing (default: half the CPU
             cores, 1 to 4).
+        max_image_pixels: larger inputs (checked in their header, before decoding) are
+            reported and skipped (``infer.max_image_pixels``).
 
     Raises:
         SegcoreError: no input image found at all.
@@ -164,7 +174,7 @@ def run_inference(
     out.mkdir(parents=True, exist_ok=True)
     # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
-    outputs = _Outputs.of(model, out, min_area)
+    outputs = _Outputs.of(model, out, min_area, max_image_pixels)
     start = time.perf_counter()
     paths = (out / "regions.parquet", out / "regions.csv")
     with (
@@ -191,18 +201,20 @@ class _Outputs:
     roi: tuple[int, int, int, int] | None
     seg_dtype: type[np.unsignedinteger]
     min_area: int
+    limit: PixelLimit
 
     @classmethod
-    def of(cls, model: SegModel, out: Path, min_area: int) -> _Outputs:
+    def of(cls, model: SegModel, out: Path, min_area: int, max_pixels: int) -> _Outputs:
         """The settings for ``model``: its preprocessing, ROI and segmentation image dtype."""
         param = model.preprocess
         roi = roi_of(param)
         seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
-        return cls(model, param, out, roi, seg_dtype, min_area)
+        limit = PixelLimit(max_pixels, "infer.max_image_pixels")
+        return cls(model, param, out, roi, seg_dtype, min_area, limit)
 
     def load(self, item: InputFile) -> tuple[np.ndarray, np.ndarray]:
         """The decoded image and its preprocessed network input."""
-        image = read_image(item.path)
+        image = read_image(item.path, self.limit)
         return image, preprocess_image(image, self.param)
 
     def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:

@@ -21,6 +21,7 @@ def run_dataset(params: Params, workdir: str | os.PathLike[str] = ".") -> StageR
         label_prefix=p.label_prefix,
         label_suffix=p.label_suffix,
         ignore_unmatched=p.ignore_unmatched,
+        max_image_pixels=p.max_image_pixels,
     )
     path = ds.save(stage_path(workdir, p.out))
     return StageResult(

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.cli import run_segcore
+from helpers.images import huge_png
 from PIL import Image
 
 from segcore.common.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_LABEL_FILE
@@ -251,3 +252,25 @@ def test_missing_folders_via_cli(tmp_path: Path) -> None:
     assert "nowhere: image_dir does not exist" in stderr
     assert "afile: segmentation_dir is not a folder" in stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_images_and_labels_above_the_pixel_limit_are_refused_from_their_header(
+    tmp_path: Path,
+) -> None:
+    _pair(tmp_path, "a.png")  # 12 x 10 = 120 pixels
+    (tmp_path / "images" / "huge.png").write_bytes(huge_png(30000, 30000))
+    (tmp_path / "labels" / "huge.png").write_bytes(huge_png(30000, 30000))
+    (tmp_path / "params.yaml").write_text(
+        "dataset:\n  image_dir: images\n  segmentation_dir: labels\n"
+    )
+    result = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    stderr = _flat(result.stderr)
+    for folder in ("images", "labels"):
+        assert f"{folder}/huge.png: image is 30000x30000 (900.0 megapixels)" in stderr
+    assert "raise dataset.max_image_pixels" in stderr
+    with pytest.raises(DatasetError, match=r"a.png: image is 12x10 .* dataset.max_image_pixels"):
+        _read(tmp_path, max_image_pixels=100, ignore_unmatched=True)
+    (tmp_path / "images" / "huge.png").unlink()
+    (tmp_path / "labels" / "huge.png").unlink()
+    assert len(_read(tmp_path, max_image_pixels=120)) == 1
