@@ -257,7 +257,7 @@ def infer(
         max_image_pixels=p.max_image_pixels,
     )
     out.print(summary.render(), highlight=False)
-    if summary.failed:
+    if not summary.ok:
         raise typer.Exit(EXIT_PARTIAL_FAILURE)
 
 

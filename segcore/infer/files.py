@@ -9,9 +9,16 @@ are in memory whatever the folder holds. Per image it writes
 - ``<name>_overlay.png``: the image with the classes tinted in their fixed colours,
 
 and for the whole run ``regions.parquet`` and ``regions.csv`` (one row per connected
-region: file, class, area, bounding box, centroid, mean confidence). ``<name>`` is the
-file's stem, with its sub-folder kept for folder inputs. An unreadable input is reported
-and skipped; the others go on.
+region: file, class, area, bounding box, centroid, mean confidence; see
+:mod:`segcore.infer.regions`). ``<name>`` is the file's stem, with its sub-folder kept for
+folder inputs. Every per-image failure (unreadable input, too large, no memory, disk
+full while writing its outputs) is reported and skipped; the others go on, and the
+regions table describes exactly the images of this run.
+
+The inputs are listed before anything is written, and segcore's own outputs inside the
+output folder are never taken as inputs, so the input folder may be the output folder.
+One run at a time writes into an output folder (a lock file, ``.segcore-infer.lock``);
+a second run into the same folder is refused.
 """
 
 from __future__ import annotations
@@ -26,11 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 from rich.progress import Progress, TaskID
 
 from segcore.common.display import overlay
@@ -43,30 +48,18 @@ from segcore.common.images import (
     read_image,
     write_image_atomic,
 )
-from segcore.common.io import atomic_path
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.infer.regions import REGIONS_SCHEMA, RegionsTable
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
-REGIONS_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),
-        ("class_id", pa.int32()),
-        ("class_name", pa.string()),
-        ("area", pa.int64()),
-        ("row1", pa.int32()),
-        ("col1", pa.int32()),
-        ("row2", pa.int32()),
-        ("col2", pa.int32()),
-        ("centroid_row", pa.float64()),
-        ("centroid_col", pa.float64()),
-        ("mean_confidence", pa.float64()),
-    ]
-)
-"""Columns of the regions table (bounding box inclusive, in input pixels)."""
-
-_READ_ERRORS = (SegcoreError, OSError, ValueError, cv2.error)
+OUTPUT_SUFFIXES = ("_segmentation.png", "_confidence.tif", "_overlay.png")
+"""What each image's outputs are named: ``<name><suffix>``."""
+LOCK_NAME = ".segcore-infer.lock"
+"""Lock file in the output folder, held while a run writes there."""
+_IMAGE_ERRORS = (Exception,)
+"""Errors of one image (unreadable, too large, out of memory, disk full): reported, skipped."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -88,6 +81,8 @@ class InferenceSummary:
     num_done: int = 0
     num_regions: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    not_written: list[tuple[str, str]] = field(default_factory=list)
+    """Tables that could not be written (path, reason)."""
     seconds: float = 0.0
     regions_parquet: Path | None = None
     regions_csv: Path | None = None
@@ -105,11 +100,24 @@ class InferenceSummary:
         if self.failed:
             lines.append(f"{len(self.failed)} input(s) failed and were skipped:")
             lines.extend(f"  {f}: {reason}" for f, reason in self.failed)
+        if self.not_written:
+            lines.append(f"{len(self.not_written)} table(s) could not be written:")
+            lines.extend(f"  {f}: {reason}" for f, reason in self.not_written)
         return "\n".join(lines)
 
+    @property
+    def ok(self) -> bool:
+        """Every input segmented and every table written."""
+        return not self.failed and not self.not_written
 
-def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[InputFile], list]:
+
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+) -> tuple[list[InputFile], list]:
     """Expand files and folders (searched recursively) into input files with unique names.
+
+    Files below ``out_dir`` named like segcore's outputs (:data:`OUTPUT_SUFFIXES`) are left
+    out of folder inputs: an output folder inside an input folder is not read back.
 
     Returns:
         the input files, and ``(path, reason)`` for every path that does not exist.
@@ -120,7 +128,11 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Input
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = [(p, p.relative_to(path).with_suffix("").as_posix()) for p in list_images(path)]
+            found = [
+                (p, p.relative_to(path).with_suffix("").as_posix())
+                for p in list_images(path)
+                if not _is_output(p, out_dir)
+            ]
         elif path.is_file():
             found = [(path, path.stem)]
         else:
@@ -135,6 +147,30 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Input
             taken.add(unique)
             files.append(InputFile(p, unique))
     return files, missing
+
+
+def _is_output(path: Path, out_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether ``path`` lies below ``out_dir`` and is named like one of segcore's outputs."""
+    if out_dir is None or not path.name.endswith(OUTPUT_SUFFIXES):
+        return False
+    return path.resolve().is_relative_to(Path(out_dir).resolve())
+
+
+@contextlib.contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder's lock; a second run into the same folder is refused."""
+    lock = FileLock(out / LOCK_NAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SegcoreError(
+            f"{out}: another segcore infer is writing into this folder (lock file "
+            f"{out / LOCK_NAME}); wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def run_inference(
@@ -161,10 +197,10 @@ def run_inference(
             reported and skipped (``infer.max_image_pixels``).
 
     Raises:
-        SegcoreError: no input image found at all.
+        SegcoreError: no input image found at all, or another run writes into ``out_dir``.
     """
-    files, missing = collect_inputs(inputs)
     out = Path(out_dir)
+    files, missing = collect_inputs(inputs, out)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     if not files:
         raise SegcoreError(
@@ -176,18 +212,20 @@ def run_inference(
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
     outputs = _Outputs.of(model, out, min_area, max_image_pixels)
     start = time.perf_counter()
-    paths = (out / "regions.parquet", out / "regions.csv")
     with (
+        _out_lock(out),
         ThreadPoolExecutor(workers, thread_name_prefix="segcore-infer") as pool,
-        _regions_writer(*paths) as table,
+        RegionsTable(out) as table,
         make_progress() as progress,
     ):
         task = progress.add_task("Inference", total=len(files))
         stream = _Stream(table, summary, progress, task)
         _stream_files(pool, outputs, stream, files, batch_size)
         summary.num_regions = table.rows
+        summary.not_written = table.publish()
     summary.seconds = time.perf_counter() - start
-    summary.regions_parquet, summary.regions_csv = paths
+    if not summary.not_written:
+        summary.regions_parquet, summary.regions_csv = table.paths
     return summary
 
 
@@ -240,7 +278,7 @@ class _Outputs:
 class _Stream:
     """The images being written (in input order) and where their results go."""
 
-    table: _Regions
+    table: RegionsTable
     summary: InferenceSummary
     progress: Progress
     task: TaskID
@@ -266,7 +304,7 @@ class _Stream:
             try:
                 self.table.add(fut.result())
                 self.summary.num_done += 1
-            except _READ_ERRORS as err:
+            except _IMAGE_ERRORS as err:
                 self.summary.failed.append((str(item.path), _reason(err)))
             self.progress.advance(self.task)
 
@@ -317,7 +355,7 @@ def _ordered_map(
         fill()
         try:
             yield item, fut.result()
-        except _READ_ERRORS as err:
+        except _IMAGE_ERRORS as err:
             yield item, err
 
 
@@ -330,46 +368,3 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-class _Regions:
-    """Collects per-image region tables and appends them to both files in chunks."""
-
-    FLUSH_ROWS = 10_000
-
-    def __init__(self, parquet: pq.ParquetWriter, csv_writer: pa_csv.CSVWriter) -> None:
-        self.parquet = parquet
-        self.csv = csv_writer
-        self.rows = 0
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-
-    def add(self, table: pa.Table) -> None:
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
-        if self._pending_rows >= self.FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            table = pa.concat_tables(self._pending)
-            self.parquet.write_table(table)
-            self.csv.write_table(table)
-            self._pending, self._pending_rows = [], 0
-
-
-@contextlib.contextmanager
-def _regions_writer(parquet_path: Path, csv_path: Path) -> Iterator[_Regions]:
-    """Streams region rows into both tables; they appear (atomically) only on success."""
-    options = pa_csv.WriteOptions(quoting_style="needed")
-    with atomic_path(parquet_path) as pq_tmp, atomic_path(csv_path) as csv_tmp:
-        parquet = pq.ParquetWriter(pq_tmp, REGIONS_SCHEMA)
-        csv_writer = pa_csv.CSVWriter(str(csv_tmp), REGIONS_SCHEMA, write_options=options)
-        try:
-            regions = _Regions(parquet, csv_writer)
-            yield regions
-            regions.flush()
-        finally:
-            parquet.close()
-            csv_writer.close()
