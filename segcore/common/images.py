@@ -53,12 +53,17 @@ def quiet_opencv() -> None:
 
 
 def list_images(directory: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Every image file below ``directory`` (sub-folders included), sorted, hidden files skipped."""
+    """Every image file below ``directory`` (sub-folders included), sorted, hidden files skipped.
+
+    Every entry with an image suffix that is not a folder is listed, broken symbolic links
+    and special files included, so that reading it reports it rather than the file going
+    missing without a word.
+    """
     return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in suffixes
+        if p.suffix.lower() in suffixes
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
 
@@ -74,7 +79,12 @@ def read_image(path: str | os.PathLike[str], limit: PixelLimit = DEFAULT_LIMIT) 
     """
     path = Path(path)
     _check_file(path)
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DatasetError(
+            f"{path}: cannot be read ({err.strerror or err}); check its permissions and the disk"
+        ) from None
     image = decode_image(data, limit, source=str(path))
     if image is None:
         raise DatasetError(
@@ -184,8 +194,18 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(
+            f"{path}: broken symbolic link (to {os.readlink(path)}); restore its target or "
+            "remove the link"
+        )
+    if not path.exists():
         raise DatasetError(f"{path}: file not found; check the path and the folder settings")
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: not a regular file (a pipe, socket or device); replace it with the image "
+            "file or remove it"
+        )
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: file is empty (0 bytes); replace or remove it")
 

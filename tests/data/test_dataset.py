@@ -274,3 +274,21 @@ def test_images_and_labels_above_the_pixel_limit_are_refused_from_their_header(
     (tmp_path / "images" / "huge.png").unlink()
     (tmp_path / "labels" / "huge.png").unlink()
     assert len(_read(tmp_path, max_image_pixels=120)) == 1
+
+
+def test_broken_links_and_special_files_are_reported_not_skipped(tmp_path: Path) -> None:
+    import os
+
+    _pair(tmp_path, "a.png")
+    _pair(tmp_path, "b.png")
+    _pair(tmp_path, "c.png")
+    (tmp_path / "images" / "b.png").unlink()
+    (tmp_path / "images" / "b.png").symlink_to(tmp_path / "gone.png")  # dangling
+    (tmp_path / "labels" / "c.png").unlink()
+    os.mkfifo(tmp_path / "labels" / "c.png")  # would block whoever reads it
+    for kwargs in ({}, {"ignore_unmatched": True}):
+        with pytest.raises(DatasetError) as err:
+            _read(tmp_path, **kwargs)
+        text = _flat(err.value.render())
+        assert "images/b.png: broken symbolic link" in text
+        assert "labels/c.png: not a regular file" in text

@@ -78,3 +78,12 @@ def test_a_second_run_into_the_same_folder_is_refused(bundle: Path, tmp_path: Pa
     assert "another segcore infer is writing into this folder" in _flat(done.stderr)
     assert not (tmp_path / "out" / "a_segmentation.png").exists()
     assert _infer(bundle, tmp_path, "in", "--out", "out").returncode == 0
+
+
+def test_a_broken_link_in_an_input_folder_is_a_failed_input(bundle: Path, tmp_path: Path) -> None:
+    _image(tmp_path / "in" / "a.png", 0)
+    (tmp_path / "in" / "b.png").symlink_to(tmp_path / "gone.png")
+    done = _infer(bundle, tmp_path, "in", "--out", "out")
+    assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
+    text = _flat(done.stdout)
+    assert "1 of 2 images" in text and "in/b.png: broken symbolic link" in text
