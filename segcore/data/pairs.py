@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segcore.common.constants import (
+    COL_BIT_DEPTH,
     COL_CHANNELS,
     COL_HEIGHT,
     COL_IMAGE_FILE,
@@ -22,9 +23,6 @@ from segcore.common.images import LABEL_SUFFIXES, PixelLimit, read_image, read_l
 from segcore.common.progress import track
 from segcore.data.labels import value_counts
 from segcore.params import MAX_CLASS_ID
-
-COL_BIT_DEPTH = "image_bit_depth"
-"""Bits per channel of the image file (8 or 16; 32 for float TIFF)."""
 
 
 @dataclass(frozen=True)

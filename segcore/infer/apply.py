@@ -15,6 +15,7 @@ handled by :func:`segcore.infer.files.run_inference`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
+from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
 from segcore.model.outputs import ignore_indices, masked_probabilities
@@ -172,18 +174,31 @@ def apply_model(
 
     Returns:
         one :class:`DLResult` per image, at that image's own size.
+
+    Raises:
+        SegcoreError: an image of another bit depth than the training images, under a
+            normalization that defines no conversion (see :mod:`segcore.infer.depth`);
+            a conversion that is defined is done, with a warning.
     """
     param = model.preprocess
     roi = roi_of(param)
     results: list[DLResult] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        probs = model.probabilities(preprocess_samples(chunk, param))
+        inputs = [_matched(image, model.config, start + i) for i, image in enumerate(chunk)]
+        probs = model.probabilities(preprocess_samples(inputs, param))
         results.extend(
             to_result(p, image.shape[:2], model.config, roi, min_area)
             for p, image in zip(probs, chunk, strict=True)
         )
     return results
+
+
+def _matched(image: np.ndarray, config: BundleConfig, index: int) -> np.ndarray:
+    converted, note = match_bit_depth(image, config, f"image {index}")
+    if note is not None:
+        warnings.warn(note, stacklevel=3)
+    return converted
 
 
 def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:

@@ -50,6 +50,7 @@ from segcore.common.images import (
 )
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.infer.depth import match_bit_depth
 from segcore.infer.regions import REGIONS_SCHEMA, RegionsTable
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
@@ -83,6 +84,8 @@ class InferenceSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     not_written: list[tuple[str, str]] = field(default_factory=list)
     """Tables that could not be written (path, reason)."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings about the run (inputs converted to the model's bit depth)."""
     seconds: float = 0.0
     regions_parquet: Path | None = None
     regions_csv: Path | None = None
@@ -97,6 +100,7 @@ class InferenceSummary:
             f"Inference: {self.num_done} of {self.num_inputs} images in {self.seconds:.1f} s "
             f"({self.images_per_second:.1f} images/s), {self.num_regions} regions -> {self.out_dir}"
         ]
+        lines.extend(f"Warning: {note}" for note in self.notes)
         if self.failed:
             lines.append(f"{len(self.failed)} input(s) failed and were skipped:")
             lines.extend(f"  {f}: {reason}" for f, reason in self.failed)
@@ -223,6 +227,7 @@ def run_inference(
         _stream_files(pool, outputs, stream, files, batch_size)
         summary.num_regions = table.rows
         summary.not_written = table.publish()
+        summary.notes = sorted(outputs.notes)
     summary.seconds = time.perf_counter() - start
     if not summary.not_written:
         summary.regions_parquet, summary.regions_csv = table.paths
@@ -240,6 +245,8 @@ class _Outputs:
     seg_dtype: type[np.unsignedinteger]
     min_area: int
     limit: PixelLimit
+    notes: set[str] = field(default_factory=set)
+    """Bit depth conversions done (added from the reading threads)."""
 
     @classmethod
     def of(cls, model: SegModel, out: Path, min_area: int, max_pixels: int) -> _Outputs:
@@ -253,7 +260,10 @@ class _Outputs:
     def load(self, item: InputFile) -> tuple[np.ndarray, np.ndarray]:
         """The decoded image and its preprocessed network input."""
         image = read_image(item.path, self.limit)
-        return image, preprocess_image(image, self.param)
+        converted, note = match_bit_depth(image, self.model.config, str(item.path))
+        if note is not None:
+            self.notes.add(note)
+        return image, preprocess_image(converted, self.param)
 
     def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
         """Write one image's segmentation, confidence and overlay; returns its region rows."""

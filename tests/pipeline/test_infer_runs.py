@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from filelock import FileLock
 from helpers.cli import run_segcore
 from helpers.models import make_bundle
 
 from segcore.common.errors import EXIT_PARTIAL_FAILURE, EXIT_USER_ERROR
 from segcore.common.images import write_image_atomic
+from segcore.model.bundle import BundleConfig, save_bundle
+from segcore.model.factory import architecture, create_model
+from segcore.params import PreprocessParams
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +92,39 @@ def test_a_broken_link_in_an_input_folder_is_a_failed_input(bundle: Path, tmp_pa
     assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
     text = _flat(done.stdout)
     assert "1 of 2 images" in text and "in/b.png: broken symbolic link" in text
+
+
+def _bundle_of_8bit_training(directory: Path) -> Path:
+    """A compact U-Net (random weights) trained, as its model.json says, on 8-bit images."""
+    torch.manual_seed(3)
+    kwargs = {"base_channels": 4, "depth": 2}
+    config = BundleConfig(
+        architecture=architecture("compact", 3, 3, **kwargs),
+        class_ids=[0, 1, 2],
+        class_names=["good", "contamination", "crack"],
+        ignore_class_ids=[],
+        preprocess_param=PreprocessParams(image_width=32, image_height=32).model_dump(),
+        input_bit_depth=8,
+    )
+    return save_bundle(directory, create_model("compact", 3, 3, **kwargs), config)
+
+
+def test_16_bit_inputs_to_an_8_bit_model_give_the_8_bit_results(tmp_path: Path) -> None:
+    bundle = _bundle_of_8bit_training(tmp_path / "bundle")
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    write_image_atomic(tmp_path / "in" / "a8.png", image)
+    write_image_atomic(tmp_path / "in" / "a16.png", image.astype(np.uint16) * 257)
+    write_image_atomic(tmp_path / "in" / "f.tif", image.astype(np.float32) / 255)
+    done = _infer(bundle, tmp_path, "in", "--out", "out")
+    assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
+    text = _flat(done.stdout)
+    assert "2 of 3 images" in text
+    assert "Warning: 16-bit inputs were scaled to the model's 8-bit range" in text
+    assert "in/f.tif: a 32-bit float32 image" in text
+    assert "train with normalization_type first_channel or all_channels" in text
+    out = tmp_path / "out"
+    for kind in ("segmentation.png", "confidence.tif"):
+        a8 = cv2.imread(str(out / f"a8_{kind}"), cv2.IMREAD_UNCHANGED)
+        a16 = cv2.imread(str(out / f"a16_{kind}"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_allclose(a16, a8, atol=1e-6)

@@ -90,6 +90,7 @@ def test_training_writes_bundles_history_checkpoint_and_the_loss_falls(
     assert config.class_names == ["good", "contamination", "crack"]
     assert config.training_summary["epoch"] == best_epoch
     assert config.preprocess_param == DLDataset.load(pills_preprocessed).preprocess_param
+    assert config.input_bit_depth == 8  # the pills are 8-bit PNGs
     final = load_bundle(models / "final")[1]
     assert final.training_summary["measures"]["mean_iou"] == pytest.approx(
         result.final_measures["mean_iou"]
