@@ -13,6 +13,7 @@ from segcore.common.constants import (
     COL_BIT_DEPTH,
     COL_CHANNELS,
     COL_HEIGHT,
+    COL_IGNORED_PIXELS,
     COL_IMAGE_FILE,
     COL_LABEL_FILE,
     COL_WIDTH,
@@ -27,10 +28,17 @@ from segcore.params import MAX_CLASS_ID
 
 @dataclass(frozen=True)
 class Reading:
-    """How every pair is read: the known class ids (``None``: only check) and the size limit."""
+    """How every pair is read: the known class ids (``None``: only check), the ignore class
+    ids also allowed in labels (``preprocess.param.ignore_class_ids``) and the size limit."""
 
     class_ids: list[int] | None
     limit: PixelLimit
+    ignore_ids: tuple[int, ...] = ()
+
+    @property
+    def ignored_only(self) -> list[int]:
+        """Ignore ids that are not class ids: allowed in labels, counted apart."""
+        return sorted(set(self.ignore_ids) - set(self.class_ids or []))
 
 
 @dataclass(frozen=True)
@@ -90,16 +98,18 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
         )
     if class_ids is None:  # the class list itself is invalid (reported once, elsewhere)
         return None, errors
-    counts = value_counts(label, minlength=max(class_ids) + 1)
+    ignored = reading.ignored_only
+    counts = value_counts(label, minlength=max(class_ids + ignored) + 1)
     if counts is None:
         unknown = np.unique(label[(label < 0) | (label > MAX_CLASS_ID)])
     else:
-        unknown = np.setdiff1d(np.flatnonzero(counts), class_ids)
+        unknown = np.setdiff1d(np.flatnonzero(counts), class_ids + ignored)
     if unknown.size:
         shown = ", ".join(str(v) for v in unknown[:20]) + (" ..." if unknown.size > 20 else "")
         errors.append(
-            f"{pair.label}: label values {shown} are not in class_ids {class_ids}; add them to "
-            "dataset.class_ids/class_names or fix the label image"
+            f"{pair.label}: label values {shown} are neither in class_ids {class_ids} nor in "
+            f"ignore_class_ids {ignored}; add them to dataset.class_ids/class_names or "
+            "preprocess.param.ignore_class_ids, or fix the label image"
         )
     if errors or counts is None:
         return None, errors
@@ -112,4 +122,5 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
         COL_BIT_DEPTH: int(image.dtype.itemsize * 8),
     }
     row.update({f"{PIXEL_COUNT_PREFIX}{c}": int(counts[c]) for c in class_ids})
+    row[COL_IGNORED_PIXELS] = int(sum(counts[c] for c in ignored))
     return row, []

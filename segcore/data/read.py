@@ -44,6 +44,7 @@ def read_dataset(
     label_suffix: str = "",
     ignore_unmatched: bool = False,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ignore_class_ids: Sequence[int] = (),
 ) -> DLDataset:
     """Pair images with label images, check them, and count pixels per class.
 
@@ -59,12 +60,16 @@ def read_dataset(
         ignore_unmatched: skip images without a label and labels without an image.
         max_image_pixels: largest image or label (width x height), checked in the header
             before decoding (``dataset.max_image_pixels``).
+        ignore_class_ids: label values allowed besides ``class_ids``
+            (``preprocess.param.ignore_class_ids``, HALCON's ignore classes such as a 255
+            border); their pixels outside the class ids are counted in ``pixels_ignored``.
 
     Returns:
         The dataset, one sample per pair in sorted image path order, with columns
         ``image_id`` (0..N-1), ``image_file_name``, ``segmentation_file_name`` (relative,
         posix), ``image_width``, ``image_height`` (pixels), ``image_num_channels`` (1 or 3),
-        ``image_bit_depth`` and ``pixels_class_<id>`` (pixel count per class id).
+        ``image_bit_depth``, ``pixels_class_<id>`` (pixel count per class id) and
+        ``pixels_ignored`` (pixels of ignore ids outside the class ids).
 
     Raises:
         DatasetError: with every problem found (folders, pairing, unreadable files, sizes,
@@ -76,7 +81,8 @@ def read_dataset(
     )
     known_ids = None if problems else [int(c) for c in class_ids]
     image_root, label_root = Path(image_dir), Path(segmentation_dir)
-    reading = Reading(known_ids, PixelLimit(max_image_pixels, "dataset.max_image_pixels"))
+    limit = PixelLimit(max_image_pixels, "dataset.max_image_pixels")
+    reading = Reading(known_ids, limit, tuple(int(i) for i in ignore_class_ids))
     rows = _collect_rows(
         image_root, label_root, label_prefix, label_suffix, ignore_unmatched, reading, problems
     )

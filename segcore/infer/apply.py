@@ -211,6 +211,13 @@ def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
     return None if roi is None else (roi[0], roi[1], roi[2], roi[3])
 
 
+def outside_class(config: BundleConfig) -> int:
+    """The class id of pixels outside the region of interest: the first class id that is
+    not an ignore class (an ignore class is never predicted)."""
+    ignore = set(config.ignore_class_ids)
+    return next((c for c in config.class_ids if c not in ignore), config.class_ids[0])
+
+
 def to_result(
     probs: np.ndarray,
     size: tuple[int, int],
@@ -226,7 +233,8 @@ def to_result(
         probs: ``(K, h, w)`` class probabilities at network resolution.
         size: ``(H, W)`` of the input image.
         roi: ``(row1, col1, row2, col2)`` inclusive when the network saw only that part
-            (``crop_domain``); outside it the result is the first class with confidence 0.
+            (``crop_domain``); outside it the result is the first class that is not an
+            ignore class (ignore classes are never predicted), with confidence 0.
         min_area: smallest region (pixels) kept in ``regions``.
         with_regions: find the regions (else ``regions`` stays empty).
     """
@@ -241,7 +249,7 @@ def to_result(
     index = hwk.argmax(axis=2)
     conf = np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
     ids = np.asarray(config.class_ids, dtype=np.uint16)
-    seg = np.full((height, width), ids[0], dtype=np.uint16)
+    seg = np.full((height, width), outside_class(config), dtype=np.uint16)
     confidence = np.zeros((height, width), dtype=np.float32)
     seg[r1 : r2 + 1, c1 : c2 + 1] = ids[index]
     confidence[r1 : r2 + 1, c1 : c2 + 1] = np.clip(conf, 0.0, 1.0)

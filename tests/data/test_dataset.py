@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from helpers.cli import run_segcore
 from helpers.images import huge_png
@@ -292,3 +293,18 @@ def test_broken_links_and_special_files_are_reported_not_skipped(tmp_path: Path)
         text = _flat(err.value.render())
         assert "images/b.png: broken symbolic link" in text
         assert "labels/c.png: not a regular file" in text
+
+
+def test_ignore_class_ids_of_preprocess_are_valid_label_values(tmp_path: Path) -> None:
+    _pair(tmp_path, "a.png", values=(0, 1, 255, 255, 255))  # a 255 border, HALCON style
+    _pair(tmp_path, "b.png", values=(0, 2))
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset:\n  image_dir: images\n  segmentation_dir: labels\n")
+    refused = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert refused.returncode == 2 and "preprocess.param.ignore_class_ids" in refused.stderr
+    params.write_text(params.read_text() + "preprocess:\n  param:\n    ignore_class_ids: [255]\n")
+    done = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    samples = pd.read_parquet(tmp_path / "out" / "dataset.parquet")
+    assert list(samples["pixels_ignored"]) == [3, 0]
+    assert list(samples["pixels_class_0"]) == [10 * 12 - 4, 10 * 12 - 1]

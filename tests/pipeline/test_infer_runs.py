@@ -128,3 +128,32 @@ def test_16_bit_inputs_to_an_8_bit_model_give_the_8_bit_results(tmp_path: Path) 
         a8 = cv2.imread(str(out / f"a8_{kind}"), cv2.IMREAD_UNCHANGED)
         a16 = cv2.imread(str(out / f"a16_{kind}"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_allclose(a16, a8, atol=1e-6)
+
+
+def test_crop_domain_fills_the_outside_with_the_first_class_that_is_not_ignored(
+    tmp_path: Path,
+) -> None:
+    kwargs = {"base_channels": 4, "depth": 2}
+    param = PreprocessParams(
+        image_width=16,
+        image_height=16,
+        domain_handling="crop_domain",
+        domain_roi=[4, 6, 19, 21],
+        ignore_class_ids=[255],
+    )
+    config = BundleConfig(
+        architecture=architecture("compact", 3, 3, **kwargs),
+        class_ids=[255, 3, 4],  # the ignore class first, as HALCON's border class
+        class_names=["border", "good", "defect"],
+        ignore_class_ids=[255],
+        preprocess_param=param.model_dump(),
+    )
+    bundle = save_bundle(tmp_path / "bundle", create_model("compact", 3, 3, **kwargs), config)
+    _image(tmp_path / "in" / "a.png", 0)
+    done = _infer(bundle, tmp_path, "in", "--out", "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    seg = cv2.imread(str(tmp_path / "out" / "a_segmentation.png"), cv2.IMREAD_UNCHANGED)
+    inside = np.zeros(seg.shape, bool)
+    inside[4:20, 6:22] = True
+    assert (seg[~inside] == 3).all()  # never the ignore class 255
+    assert set(np.unique(seg[inside])) <= {3, 4}
