@@ -49,7 +49,11 @@ class TrainingError(SegcoreError):
 
 
 class TrainCallback(Protocol):
-    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it."""
+    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it.
+
+    A callback may also define ``on_evaluation(epoch: float, measures: dict)``, called
+    after every validation with its (possibly fractional) epoch.
+    """
 
     def on_train_start(self, info: dict[str, Any]) -> None: ...
 
@@ -197,6 +201,10 @@ class _Loop:
         t = time.perf_counter()
         self.measures = validation_measures(run.model, run, self.ctx, p)
         self.eval_seconds += time.perf_counter() - t
+        if self.ctx.is_main:
+            for cb in self.callbacks:
+                if (hook := getattr(cb, "on_evaluation", None)) is not None:
+                    hook(epoch, self.measures)
         value = self.measures.get(p.evaluation_comparison_key, math.nan)
         if math.isfinite(value) and (run.best_value is None or value > run.best_value):
             run.best_value, run.best_epoch = float(value), epoch
