@@ -101,3 +101,4 @@ def label_to_index(
     inside = label < len(lut)
     out[inside] = lut[label[inside]]
     return out
+

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from rich.console import Group
 from rich.table import Table
@@ -25,7 +26,7 @@ from rich.text import Text
 
 from segcore.common.images import write_image_atomic
 from segcore.common.progress import track
-from segcore.data.pills import GOOD, render_pill_image
+from segcore.data.pills import CONTAMINATION, CRACK, GOOD, render_pill_image
 
 CLASS_NAMES = ("good", "contamination", "crack")
 """Class names of the pill data, indexed by class id."""
