@@ -107,8 +107,8 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
     if unknown.size:
         shown = ", ".join(str(v) for v in unknown[:20]) + (" ..." if unknown.size > 20 else "")
         errors.append(
-            f"{pair.label}: label values {shown} are neither in class_ids {class_ids} nor in "
-            f"ignore_class_ids {ignored}; add them to dataset.class_ids/class_names or "
+            f"{pair.label}: label values {shown} are not in class_ids {class_ids} (nor in "
+            f"ignore_class_ids {ignored}); add them to dataset.class_ids/class_names or "
             "preprocess.param.ignore_class_ids, or fix the label image"
         )
     if errors or counts is None:
@@ -122,5 +122,6 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
         COL_BIT_DEPTH: int(image.dtype.itemsize * 8),
     }
     row.update({f"{PIXEL_COUNT_PREFIX}{c}": int(counts[c]) for c in class_ids})
-    row[COL_IGNORED_PIXELS] = int(sum(counts[c] for c in ignored))
+    if ignored:
+        row[COL_IGNORED_PIXELS] = int(sum(counts[c] for c in ignored))
     return row, []

@@ -69,7 +69,8 @@ def read_dataset(
         ``image_id`` (0..N-1), ``image_file_name``, ``segmentation_file_name`` (relative,
         posix), ``image_width``, ``image_height`` (pixels), ``image_num_channels`` (1 or 3),
         ``image_bit_depth``, ``pixels_class_<id>`` (pixel count per class id) and
-        ``pixels_ignored`` (pixels of ignore ids outside the class ids).
+        ``pixels_ignored`` (pixels of ignore ids outside the class ids, when there are such
+        ignore ids).
 
     Raises:
         DatasetError: with every problem found (folders, pairing, unreadable files, sizes,
