@@ -266,17 +266,23 @@ class _Outputs:
         return image, preprocess_image(converted, self.param)
 
     def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
-        """Write one image's segmentation, confidence and overlay; returns its region rows."""
+        """Write one image's segmentation, confidence and overlay; returns its region rows.
+
+        On an error none of the image's outputs is left (no half set, no older one)."""
         config = self.model.config
         result = to_result(probs, image.shape[:2], config, self.roi, with_regions=False)
-        base = self.out / item.name
-        write_image_atomic(
-            f"{base}_segmentation.png", result.segmentation_image.astype(self.seg_dtype)
-        )
-        write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
-        write_image_atomic(
-            f"{base}_overlay.png", overlay(image, result.segmentation_image, config.class_ids)
-        )
+        paths = [Path(f"{self.out / item.name}{suffix}") for suffix in OUTPUT_SUFFIXES]
+        try:
+            write_image_atomic(paths[0], result.segmentation_image.astype(self.seg_dtype))
+            write_image_atomic(paths[1], result.segmentation_confidence)
+            write_image_atomic(
+                paths[2], overlay(image, result.segmentation_image, config.class_ids)
+            )
+        except BaseException:
+            for path in paths:
+                if path.is_file():
+                    path.unlink()
+            raise
         cols = region_columns(
             result.segmentation_image, result.segmentation_confidence, config, self.min_area
         )

@@ -56,6 +56,8 @@ def test_a_failed_write_skips_one_image_and_the_tables_hold_exactly_this_run(
     text = _flat(done.stdout)
     assert "1 of 2 images" in text and "second/c.png" in text
     assert "1 table(s) could not be written" in text and "regions.csv" in text
+    assert (tmp_path / "out" / "b_segmentation.png").is_file()
+    assert not (tmp_path / "out" / "c_segmentation.png").exists()  # no half set of outputs
     # The first run's table is gone: what is left describes the second run only.
     table = pd.read_parquet(tmp_path / "out" / "regions.parquet")
     assert set(table["file"]) == {"second/b.png"}
