@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from typing import Any
 
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 from segcore.common.errors import SegcoreError
@@ -29,6 +30,8 @@ from segcore.common.images import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
 from segcore.common.images import decode_image as decode_bytes
 from segcore.infer.apply import apply_model, load_model
 from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, column_name
+
+_log = logging.getLogger(__name__)
 
 MAX_BYTES_ENV = "SEGCORE_SERVE_MAX_IMAGE_BYTES"
 MAX_PIXELS_ENV = "SEGCORE_SERVE_MAX_IMAGE_PIXELS"
@@ -86,12 +89,20 @@ class SegmentationModel(PythonModel):
         """Segment every image of ``model_input[IMAGE_COLUMN]``; one output row per image.
 
         Raises:
-            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) with segcore's message.
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400) with segcore's message
+                for a bad request; ``INTERNAL_ERROR`` (HTTP 500) with a one-line message
+                for anything else, its traceback in the server's log only.
         """
         try:
             return self._predict(model_input, params)
         except SegcoreError as err:
             raise MlflowException(err.render(), error_code=INVALID_PARAMETER_VALUE) from None
+        except Exception as err:
+            _log.exception("segcore: prediction failed")
+            raise MlflowException(
+                f"segcore could not segment the images: {type(err).__name__}: {err}",
+                error_code=INTERNAL_ERROR,
+            ) from None
 
     def _predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None) -> pd.DataFrame:
         if IMAGE_COLUMN not in model_input:
