@@ -254,9 +254,10 @@ def infer(
         batch_size=p.batch_size,
         min_area=p.min_area,
         workers=p.workers or None,
+        max_image_pixels=p.max_image_pixels,
     )
     out.print(summary.render(), highlight=False)
-    if summary.failed:
+    if not summary.ok:
         raise typer.Exit(EXIT_PARTIAL_FAILURE)
 
 

@@ -7,7 +7,9 @@ indices (the class ids) rather than colours.
 
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,6 +25,22 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 LABEL_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp"})
 """Label images must be lossless: JPEG would corrupt class ids."""
 
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+"""Largest image (width x height) read by default: 100 megapixels. A small compressed file
+can hold a huge image (a 62 KB PNG of 4.6 GB), so the size is checked in the file's header
+before anything is decoded."""
+
+
+@dataclass(frozen=True)
+class PixelLimit:
+    """The most pixels an image may have, and the setting that raises it (named in errors)."""
+
+    pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    key: str = "max_image_pixels"
+
+
+DEFAULT_LIMIT = PixelLimit()
+
 
 def quiet_opencv() -> None:
     """Stop OpenCV printing its own log lines (libpng's "IHDR chunk shall be first" and
@@ -35,27 +53,39 @@ def quiet_opencv() -> None:
 
 
 def list_images(directory: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Every image file below ``directory`` (sub-folders included), sorted, hidden files skipped."""
+    """Every image file below ``directory`` (sub-folders included), sorted, hidden files skipped.
+
+    Every entry with an image suffix that is not a folder is listed, broken symbolic links
+    and special files included, so that reading it reports it rather than the file going
+    missing without a word.
+    """
     return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in suffixes
+        if p.suffix.lower() in suffixes
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], limit: PixelLimit = DEFAULT_LIMIT) -> np.ndarray:
     """Read an image as ``(H, W, C)`` with C in {1, 3}, dtype uint8 or uint16 (or float32).
 
     Colour images come back in RGB order; an alpha channel is dropped.
 
     Raises:
-        DatasetError: the file is missing, empty, or not a decodable image.
+        DatasetError: the file is missing, empty, not a decodable image, or larger than
+            ``limit`` (checked in the header, before decoding).
     """
     path = Path(path)
     _check_file(path)
-    image = decode_image(np.fromfile(path, dtype=np.uint8))
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DatasetError(
+            f"{path}: cannot be read ({err.strerror or err}); check its permissions and the disk"
+        ) from None
+    image = decode_image(data, limit, source=str(path))
     if image is None:
         raise DatasetError(
             f"{path}: not a readable image (corrupt or unsupported format); "
@@ -64,10 +94,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return image
 
 
-def decode_image(data: bytes | bytearray | np.ndarray) -> np.ndarray | None:
+def decode_image(
+    data: bytes | bytearray | np.ndarray, limit: PixelLimit = DEFAULT_LIMIT, source: str = "image"
+) -> np.ndarray | None:
     """Encoded image bytes -> ``(H, W, C)`` RGB array as :func:`read_image` gives, or ``None``
-    when the bytes are not a decodable image."""
+    when the bytes are not a decodable image.
+
+    Raises:
+        DatasetError: the header gives more pixels than ``limit`` (nothing decoded).
+    """
     buffer = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
+    size = header_size(io.BytesIO(buffer.tobytes()))
+    if size is not None:
+        check_pixels(source, size, limit)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         return None
@@ -77,19 +116,50 @@ def decode_image(data: bytes | bytearray | np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(cv2.cvtColor(image, code))
 
 
-def read_label(path: str | os.PathLike[str]) -> np.ndarray:
+def header_size(file: str | os.PathLike[str] | io.BytesIO) -> tuple[int, int] | None:
+    """``(width, height)`` from an image's header (nothing decoded), or ``None`` when Pillow
+    does not recognise the header (OpenCV may still decode it, under its own 1-gigapixel cap)."""
+    try:
+        with _open(file) as img:
+            return img.size
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def _open(file: str | os.PathLike[str] | io.BytesIO) -> Image.Image:
+    """Pillow's lazy open (header only) without its own decompression-bomb cap: segcore
+    applies :func:`check_pixels` with the user's limit instead."""
+    Image.MAX_IMAGE_PIXELS = None
+    return Image.open(file)
+
+
+def check_pixels(source: str, size: tuple[int, int], limit: PixelLimit) -> None:
+    """Raise when ``size`` (width, height) has more pixels than ``limit`` allows."""
+    width, height = size
+    if width * height > limit.pixels:
+        raise DatasetError(
+            f"{source}: image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
+            f"above the limit of {limit.pixels / 1e6:.1f} megapixels; raise {limit.key} "
+            "to read it (decoding takes about width x height x channels bytes, and "
+            "preprocessing several times that)"
+        )
+
+
+def read_label(path: str | os.PathLike[str], limit: PixelLimit = DEFAULT_LIMIT) -> np.ndarray:
     """Read a label image as ``(H, W)`` integer class ids (uint8 or uint16/int32).
 
     Accepts one-channel 8/16-bit images and palette PNGs (the palette indices are the
     class ids).
 
     Raises:
-        DatasetError: missing, empty, unreadable or truncated file, or a colour image.
+        DatasetError: missing, empty, unreadable or truncated file, a colour image, or
+            larger than ``limit`` (checked in the header, before decoding).
     """
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
+            check_pixels(str(path), img.size, limit)
             img.load()
             mode = img.mode
             if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"):
@@ -124,8 +194,18 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(
+            f"{path}: broken symbolic link (to {os.readlink(path)}); restore its target or "
+            "remove the link"
+        )
+    if not path.exists():
         raise DatasetError(f"{path}: file not found; check the path and the folder settings")
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: not a regular file (a pipe, socket or device); replace it with the image "
+            "file or remove it"
+        )
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: file is empty (0 bytes); replace or remove it")
 

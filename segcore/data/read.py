@@ -11,41 +11,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from segcore.common.constants import (
-    COL_CHANNELS,
-    COL_HEIGHT,
-    COL_IMAGE_FILE,
     COL_IMAGE_ID,
-    COL_LABEL_FILE,
-    COL_WIDTH,
-    PIXEL_COUNT_PREFIX,
+)
+from segcore.common.errors import DatasetError, Problems
+from segcore.common.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    PixelLimit,
+    list_images,
 )
 from segcore.data.dldataset import DLDataset
-from segcore.common.errors import DatasetError, Problems
-from segcore.common.images import IMAGE_SUFFIXES, LABEL_SUFFIXES, list_images, read_image, read_label
-from segcore.params import MAX_CLASS_ID, class_list_problems
-from segcore.common.progress import track
-from segcore.data.labels import value_counts
+from segcore.data.pairs import Pair, Reading, read_pairs
+from segcore.params import class_list_problems
 
-COL_BIT_DEPTH = "image_bit_depth"
-"""Bits per channel of the image file (8 or 16; 32 for float TIFF)."""
 _MAX_LISTED = 50
 """Unmatched files listed one by one before the rest is summed up in one line."""
-
-
-@dataclass(frozen=True)
-class _Pair:
-    image: Path
-    label: Path
-    image_rel: str
-    label_rel: str
 
 
 def read_dataset(
@@ -57,6 +43,8 @@ def read_dataset(
     label_prefix: str = "",
     label_suffix: str = "",
     ignore_unmatched: bool = False,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ignore_class_ids: Sequence[int] = (),
 ) -> DLDataset:
     """Pair images with label images, check them, and count pixels per class.
 
@@ -70,12 +58,19 @@ def read_dataset(
         label_prefix, label_suffix: the label of ``sub/a.png`` is
             ``sub/<label_prefix>a<label_suffix>.<ext>``.
         ignore_unmatched: skip images without a label and labels without an image.
+        max_image_pixels: largest image or label (width x height), checked in the header
+            before decoding (``dataset.max_image_pixels``).
+        ignore_class_ids: label values allowed besides ``class_ids``
+            (``preprocess.param.ignore_class_ids``, HALCON's ignore classes such as a 255
+            border); their pixels outside the class ids are counted in ``pixels_ignored``.
 
     Returns:
         The dataset, one sample per pair in sorted image path order, with columns
         ``image_id`` (0..N-1), ``image_file_name``, ``segmentation_file_name`` (relative,
         posix), ``image_width``, ``image_height`` (pixels), ``image_num_channels`` (1 or 3),
-        ``image_bit_depth`` and ``pixels_class_<id>`` (pixel count per class id).
+        ``image_bit_depth``, ``pixels_class_<id>`` (pixel count per class id) and
+        ``pixels_ignored`` (pixels of ignore ids outside the class ids, when there are such
+        ignore ids).
 
     Raises:
         DatasetError: with every problem found (folders, pairing, unreadable files, sizes,
@@ -87,8 +82,10 @@ def read_dataset(
     )
     known_ids = None if problems else [int(c) for c in class_ids]
     image_root, label_root = Path(image_dir), Path(segmentation_dir)
+    limit = PixelLimit(max_image_pixels, "dataset.max_image_pixels")
+    reading = Reading(known_ids, limit, tuple(int(i) for i in ignore_class_ids))
     rows = _collect_rows(
-        image_root, label_root, label_prefix, label_suffix, ignore_unmatched, known_ids, problems
+        image_root, label_root, label_prefix, label_suffix, ignore_unmatched, reading, problems
     )
     problems.raise_if_any(DatasetError, f"the dataset cannot be read ({len(problems)} problems)")
     return _to_dataset(rows, image_root, label_root, class_names, class_ids)
@@ -100,7 +97,7 @@ def _collect_rows(
     prefix: str,
     suffix: str,
     ignore_unmatched: bool,
-    class_ids: list[int] | None,
+    reading: Reading,
     problems: Problems,
 ) -> list[dict]:
     """Check both folders, pair their files and read each pair into a row; problems collect."""
@@ -109,7 +106,7 @@ def _collect_rows(
     if folder_problems:
         return []
     pairs = _pair_files(image_root, label_root, prefix, suffix, ignore_unmatched, problems)
-    return _read_pairs(pairs, class_ids, problems)
+    return read_pairs(pairs, reading, problems)
 
 
 def _to_dataset(
@@ -171,7 +168,7 @@ def _pair_files(
     suffix: str,
     ignore_unmatched: bool,
     problems: Problems,
-) -> list[_Pair]:
+) -> list[Pair]:
     """Pairs in sorted image order; pairing problems go to ``problems``."""
     found = _find_files(image_root, label_root, prefix, suffix, problems)
     if found is None:
@@ -188,7 +185,7 @@ def _pair_files(
             _orphan_label_problems(images, label_files, label_keys, image_root, prefix, suffix)
         )
     pairs = [
-        _Pair(
+        Pair(
             image=images[k][0],
             label=labels[k][0],
             image_rel=images[k][0].relative_to(image_root).as_posix(),
@@ -314,76 +311,3 @@ def _capped(messages: Iterable[str]) -> list[str]:
     if len(out) > _MAX_LISTED:
         out[_MAX_LISTED:] = [f"... and {len(out) - _MAX_LISTED} more files like these"]
     return out
-
-
-def _read_pairs(pairs: list[_Pair], class_ids: list[int] | None, problems: Problems) -> list[dict]:
-    """Decode every pair (thread pool) into one row each; problems go to ``problems``.
-
-    With ``class_ids`` ``None`` the files are only checked, not counted.
-    """
-    if not pairs:
-        return []
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(
-            track(pool.map(lambda p: _read_pair(p, class_ids), pairs), "dataset", len(pairs))
-        )
-    rows = []
-    for row, errors in results:
-        problems.extend(errors)
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-def _read_pair(pair: _Pair, class_ids: list[int] | None) -> tuple[dict | None, list[str]]:
-    """One sample's row, or the problems of its two files."""
-    errors: list[str] = []
-    image = label = None
-    try:
-        image = read_image(pair.image)
-    except DatasetError as err:
-        errors.extend(err.problems)
-    if pair.label.suffix.lower() not in LABEL_SUFFIXES:
-        errors.append(
-            f"{pair.label}: label images must be lossless (JPEG changes class ids); save it "
-            "as PNG, TIFF or BMP"
-        )
-    else:
-        try:
-            label = read_label(pair.label)
-        except DatasetError as err:
-            errors.extend(err.problems)
-    if image is None or label is None:
-        return None, errors
-    height, width = image.shape[:2]
-    if label.shape != (height, width):
-        errors.append(
-            f"{pair.label}: label image is {label.shape[1]}x{label.shape[0]} but its image "
-            f"{pair.image} is {width}x{height}; a label must have its image's size"
-        )
-    if class_ids is None:  # the class list itself is invalid (reported once, elsewhere)
-        return None, errors
-    counts = value_counts(label, minlength=max(class_ids) + 1)
-    if counts is None:
-        unknown = np.unique(label[(label < 0) | (label > MAX_CLASS_ID)])
-    else:
-        unknown = np.setdiff1d(np.flatnonzero(counts), class_ids)
-    if unknown.size:
-        shown = ", ".join(str(v) for v in unknown[:20]) + (" ..." if unknown.size > 20 else "")
-        errors.append(
-            f"{pair.label}: label values {shown} are not in class_ids {class_ids}; add them to "
-            "dataset.class_ids/class_names or fix the label image"
-        )
-    if errors or counts is None:
-        return None, errors
-    row = {
-        COL_IMAGE_FILE: pair.image_rel,
-        COL_LABEL_FILE: pair.label_rel,
-        COL_WIDTH: int(width),
-        COL_HEIGHT: int(height),
-        COL_CHANNELS: int(image.shape[2]),
-        COL_BIT_DEPTH: int(image.dtype.itemsize * 8),
-    }
-    row.update({f"{PIXEL_COUNT_PREFIX}{c}": int(counts[c]) for c in class_ids})
-    return row, []

@@ -101,4 +101,3 @@ def label_to_index(
     inside = label < len(lut)
     out[inside] = lut[label[inside]]
     return out
-

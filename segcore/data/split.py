@@ -21,8 +21,8 @@ import math
 import numpy as np
 
 from segcore.common.constants import COL_SPLIT, PIXEL_COUNT_PREFIX, SPLITS
-from segcore.data.dldataset import DLDataset
 from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.data.dldataset import DLDataset
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from segcore.common.constants import COL_SPLIT, SPLITS
-from segcore.data.dldataset import DLDataset
 from segcore.common.errors import ParamsError
 from segcore.common.io import write_json_atomic, write_text_atomic
+from segcore.data.dldataset import DLDataset
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rich.console import Group
 from rich.table import Table
@@ -26,7 +25,7 @@ from rich.text import Text
 
 from segcore.common.images import write_image_atomic
 from segcore.common.progress import track
-from segcore.data.pills import CONTAMINATION, CRACK, GOOD, render_pill_image
+from segcore.data.pills import CONTAMINATION, CRACK, GOOD, render_pill_image  # noqa: F401 (class ids re-exported)
 
 CLASS_NAMES = ("good", "contamination", "crack")
 """Class names of the pill data, indexed by class id."""

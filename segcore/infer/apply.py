@@ -15,6 +15,7 @@ handled by :func:`segcore.infer.files.run_inference`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
+from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
 from segcore.model.outputs import ignore_indices, masked_probabilities
@@ -172,18 +174,31 @@ def apply_model(
 
     Returns:
         one :class:`DLResult` per image, at that image's own size.
+
+    Raises:
+        SegcoreError: an image of another bit depth than the training images, under a
+            normalization that defines no conversion (see :mod:`segcore.infer.depth`);
+            a conversion that is defined is done, with a warning.
     """
     param = model.preprocess
     roi = roi_of(param)
     results: list[DLResult] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        probs = model.probabilities(preprocess_samples(chunk, param))
+        inputs = [_matched(image, model.config, start + i) for i, image in enumerate(chunk)]
+        probs = model.probabilities(preprocess_samples(inputs, param))
         results.extend(
             to_result(p, image.shape[:2], model.config, roi, min_area)
             for p, image in zip(probs, chunk, strict=True)
         )
     return results
+
+
+def _matched(image: np.ndarray, config: BundleConfig, index: int) -> np.ndarray:
+    converted, note = match_bit_depth(image, config, f"image {index}")
+    if note is not None:
+        warnings.warn(note, stacklevel=3)
+    return converted
 
 
 def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
@@ -194,6 +209,13 @@ def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
     """
     roi = resolve_roi(param)
     return None if roi is None else (roi[0], roi[1], roi[2], roi[3])
+
+
+def outside_class(config: BundleConfig) -> int:
+    """The class id of pixels outside the region of interest: the first class id that is
+    not an ignore class (an ignore class is never predicted)."""
+    ignore = set(config.ignore_class_ids)
+    return next((c for c in config.class_ids if c not in ignore), config.class_ids[0])
 
 
 def to_result(
@@ -211,7 +233,8 @@ def to_result(
         probs: ``(K, h, w)`` class probabilities at network resolution.
         size: ``(H, W)`` of the input image.
         roi: ``(row1, col1, row2, col2)`` inclusive when the network saw only that part
-            (``crop_domain``); outside it the result is the first class with confidence 0.
+            (``crop_domain``); outside it the result is the first class that is not an
+            ignore class (ignore classes are never predicted), with confidence 0.
         min_area: smallest region (pixels) kept in ``regions``.
         with_regions: find the regions (else ``regions`` stays empty).
     """
@@ -226,7 +249,7 @@ def to_result(
     index = hwk.argmax(axis=2)
     conf = np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
     ids = np.asarray(config.class_ids, dtype=np.uint16)
-    seg = np.full((height, width), ids[0], dtype=np.uint16)
+    seg = np.full((height, width), outside_class(config), dtype=np.uint16)
     confidence = np.zeros((height, width), dtype=np.float32)
     seg[r1 : r2 + 1, c1 : c2 + 1] = ids[index]
     confidence[r1 : r2 + 1, c1 : c2 + 1] = np.clip(conf, 0.0, 1.0)

@@ -9,9 +9,16 @@ are in memory whatever the folder holds. Per image it writes
 - ``<name>_overlay.png``: the image with the classes tinted in their fixed colours,
 
 and for the whole run ``regions.parquet`` and ``regions.csv`` (one row per connected
-region: file, class, area, bounding box, centroid, mean confidence). ``<name>`` is the
-file's stem, with its sub-folder kept for folder inputs. An unreadable input is reported
-and skipped; the others go on.
+region: file, class, area, bounding box, centroid, mean confidence; see
+:mod:`segcore.infer.regions`). ``<name>`` is the file's stem, with its sub-folder kept for
+folder inputs. Every per-image failure (unreadable input, too large, no memory, disk
+full while writing its outputs) is reported and skipped; the others go on, and the
+regions table describes exactly the images of this run.
+
+The inputs are listed before anything is written, and segcore's own outputs inside the
+output folder are never taken as inputs, so the input folder may be the output folder.
+One run at a time writes into an output folder (a lock file, ``.segcore-infer.lock``);
+a second run into the same folder is refused.
 """
 
 from __future__ import annotations
@@ -26,40 +33,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 from rich.progress import Progress, TaskID
 
 from segcore.common.display import overlay
 from segcore.common.errors import SegcoreError
-from segcore.common.images import IMAGE_SUFFIXES, list_images, read_image, write_image_atomic
-from segcore.common.io import atomic_path
+from segcore.common.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    PixelLimit,
+    list_images,
+    read_image,
+    write_image_atomic,
+)
 from segcore.common.progress import make_progress
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.infer.depth import match_bit_depth
+from segcore.infer.regions import REGIONS_SCHEMA, RegionsTable
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
-REGIONS_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),
-        ("class_id", pa.int32()),
-        ("class_name", pa.string()),
-        ("area", pa.int64()),
-        ("row1", pa.int32()),
-        ("col1", pa.int32()),
-        ("row2", pa.int32()),
-        ("col2", pa.int32()),
-        ("centroid_row", pa.float64()),
-        ("centroid_col", pa.float64()),
-        ("mean_confidence", pa.float64()),
-    ]
-)
-"""Columns of the regions table (bounding box inclusive, in input pixels)."""
-
-_READ_ERRORS = (SegcoreError, OSError, ValueError, cv2.error)
+OUTPUT_SUFFIXES = ("_segmentation.png", "_confidence.tif", "_overlay.png")
+"""What each image's outputs are named: ``<name><suffix>``."""
+LOCK_NAME = ".segcore-infer.lock"
+"""Lock file in the output folder, held while a run writes there."""
+_IMAGE_ERRORS = (Exception,)
+"""Errors of one image (unreadable, too large, out of memory, disk full): reported, skipped."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -81,6 +82,10 @@ class InferenceSummary:
     num_done: int = 0
     num_regions: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    not_written: list[tuple[str, str]] = field(default_factory=list)
+    """Tables that could not be written (path, reason)."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings about the run (inputs converted to the model's bit depth)."""
     seconds: float = 0.0
     regions_parquet: Path | None = None
     regions_csv: Path | None = None
@@ -95,14 +100,28 @@ class InferenceSummary:
             f"Inference: {self.num_done} of {self.num_inputs} images in {self.seconds:.1f} s "
             f"({self.images_per_second:.1f} images/s), {self.num_regions} regions -> {self.out_dir}"
         ]
+        lines.extend(f"Warning: {note}" for note in self.notes)
         if self.failed:
             lines.append(f"{len(self.failed)} input(s) failed and were skipped:")
             lines.extend(f"  {f}: {reason}" for f, reason in self.failed)
+        if self.not_written:
+            lines.append(f"{len(self.not_written)} table(s) could not be written:")
+            lines.extend(f"  {f}: {reason}" for f, reason in self.not_written)
         return "\n".join(lines)
 
+    @property
+    def ok(self) -> bool:
+        """Every input segmented and every table written."""
+        return not self.failed and not self.not_written
 
-def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[InputFile], list]:
+
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+) -> tuple[list[InputFile], list]:
     """Expand files and folders (searched recursively) into input files with unique names.
+
+    Files below ``out_dir`` named like segcore's outputs (:data:`OUTPUT_SUFFIXES`) are left
+    out of folder inputs: an output folder inside an input folder is not read back.
 
     Returns:
         the input files, and ``(path, reason)`` for every path that does not exist.
@@ -113,7 +132,11 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Input
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = [(p, p.relative_to(path).with_suffix("").as_posix()) for p in list_images(path)]
+            found = [
+                (p, p.relative_to(path).with_suffix("").as_posix())
+                for p in list_images(path)
+                if not _is_output(p, out_dir)
+            ]
         elif path.is_file():
             found = [(path, path.stem)]
         else:
@@ -130,6 +153,30 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Input
     return files, missing
 
 
+def _is_output(path: Path, out_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether ``path`` lies below ``out_dir`` and is named like one of segcore's outputs."""
+    if out_dir is None or not path.name.endswith(OUTPUT_SUFFIXES):
+        return False
+    return path.resolve().is_relative_to(Path(out_dir).resolve())
+
+
+@contextlib.contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder's lock; a second run into the same folder is refused."""
+    lock = FileLock(out / LOCK_NAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SegcoreError(
+            f"{out}: another segcore infer is writing into this folder (lock file "
+            f"{out / LOCK_NAME}); wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_inference(
     model: SegModel,
     inputs: Sequence[str | os.PathLike[str]],
@@ -138,6 +185,7 @@ def run_inference(
     batch_size: int = 8,
     min_area: int = 1,
     workers: int | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> InferenceSummary:
     """Segment every image of ``inputs`` (files or folders) and write the outputs.
 
@@ -149,12 +197,14 @@ def run_inference(
         min_area: regions smaller than this many pixels are left out of the table.
         workers: threads for decoding, preprocessing and writing (default: half the CPU
             cores, 1 to 4).
+        max_image_pixels: larger inputs (checked in their header, before decoding) are
+            reported and skipped (``infer.max_image_pixels``).
 
     Raises:
-        SegcoreError: no input image found at all.
+        SegcoreError: no input image found at all, or another run writes into ``out_dir``.
     """
-    files, missing = collect_inputs(inputs)
     out = Path(out_dir)
+    files, missing = collect_inputs(inputs, out)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     if not files:
         raise SegcoreError(
@@ -164,20 +214,23 @@ def run_inference(
     out.mkdir(parents=True, exist_ok=True)
     # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
-    outputs = _Outputs.of(model, out, min_area)
+    outputs = _Outputs.of(model, out, min_area, max_image_pixels)
     start = time.perf_counter()
-    paths = (out / "regions.parquet", out / "regions.csv")
     with (
+        _out_lock(out),
         ThreadPoolExecutor(workers, thread_name_prefix="segcore-infer") as pool,
-        _regions_writer(*paths) as table,
+        RegionsTable(out) as table,
         make_progress() as progress,
     ):
         task = progress.add_task("Inference", total=len(files))
         stream = _Stream(table, summary, progress, task)
         _stream_files(pool, outputs, stream, files, batch_size)
         summary.num_regions = table.rows
+        summary.not_written = table.publish()
+        summary.notes = sorted(outputs.notes)
     summary.seconds = time.perf_counter() - start
-    summary.regions_parquet, summary.regions_csv = paths
+    if not summary.not_written:
+        summary.regions_parquet, summary.regions_csv = table.paths
     return summary
 
 
@@ -191,32 +244,45 @@ class _Outputs:
     roi: tuple[int, int, int, int] | None
     seg_dtype: type[np.unsignedinteger]
     min_area: int
+    limit: PixelLimit
+    notes: set[str] = field(default_factory=set)
+    """Bit depth conversions done (added from the reading threads)."""
 
     @classmethod
-    def of(cls, model: SegModel, out: Path, min_area: int) -> _Outputs:
+    def of(cls, model: SegModel, out: Path, min_area: int, max_pixels: int) -> _Outputs:
         """The settings for ``model``: its preprocessing, ROI and segmentation image dtype."""
         param = model.preprocess
         roi = roi_of(param)
         seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
-        return cls(model, param, out, roi, seg_dtype, min_area)
+        limit = PixelLimit(max_pixels, "infer.max_image_pixels")
+        return cls(model, param, out, roi, seg_dtype, min_area, limit)
 
     def load(self, item: InputFile) -> tuple[np.ndarray, np.ndarray]:
         """The decoded image and its preprocessed network input."""
-        image = read_image(item.path)
-        return image, preprocess_image(image, self.param)
+        image = read_image(item.path, self.limit)
+        converted, note = match_bit_depth(image, self.model.config, str(item.path))
+        if note is not None:
+            self.notes.add(note)
+        return image, preprocess_image(converted, self.param)
 
     def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
-        """Write one image's segmentation, confidence and overlay; returns its region rows."""
+        """Write one image's segmentation, confidence and overlay; returns its region rows.
+
+        On an error none of the image's outputs is left (no half set, no older one)."""
         config = self.model.config
         result = to_result(probs, image.shape[:2], config, self.roi, with_regions=False)
-        base = self.out / item.name
-        write_image_atomic(
-            f"{base}_segmentation.png", result.segmentation_image.astype(self.seg_dtype)
-        )
-        write_image_atomic(f"{base}_confidence.tif", result.segmentation_confidence)
-        write_image_atomic(
-            f"{base}_overlay.png", overlay(image, result.segmentation_image, config.class_ids)
-        )
+        paths = [Path(f"{self.out / item.name}{suffix}") for suffix in OUTPUT_SUFFIXES]
+        try:
+            write_image_atomic(paths[0], result.segmentation_image.astype(self.seg_dtype))
+            write_image_atomic(paths[1], result.segmentation_confidence)
+            write_image_atomic(
+                paths[2], overlay(image, result.segmentation_image, config.class_ids)
+            )
+        except BaseException:
+            for path in paths:
+                if path.is_file():
+                    path.unlink()
+            raise
         cols = region_columns(
             result.segmentation_image, result.segmentation_confidence, config, self.min_area
         )
@@ -228,7 +294,7 @@ class _Outputs:
 class _Stream:
     """The images being written (in input order) and where their results go."""
 
-    table: _Regions
+    table: RegionsTable
     summary: InferenceSummary
     progress: Progress
     task: TaskID
@@ -254,7 +320,7 @@ class _Stream:
             try:
                 self.table.add(fut.result())
                 self.summary.num_done += 1
-            except _READ_ERRORS as err:
+            except _IMAGE_ERRORS as err:
                 self.summary.failed.append((str(item.path), _reason(err)))
             self.progress.advance(self.task)
 
@@ -305,7 +371,7 @@ def _ordered_map(
         fill()
         try:
             yield item, fut.result()
-        except _READ_ERRORS as err:
+        except _IMAGE_ERRORS as err:
             yield item, err
 
 
@@ -318,46 +384,3 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-class _Regions:
-    """Collects per-image region tables and appends them to both files in chunks."""
-
-    FLUSH_ROWS = 10_000
-
-    def __init__(self, parquet: pq.ParquetWriter, csv_writer: pa_csv.CSVWriter) -> None:
-        self.parquet = parquet
-        self.csv = csv_writer
-        self.rows = 0
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-
-    def add(self, table: pa.Table) -> None:
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
-        if self._pending_rows >= self.FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            table = pa.concat_tables(self._pending)
-            self.parquet.write_table(table)
-            self.csv.write_table(table)
-            self._pending, self._pending_rows = [], 0
-
-
-@contextlib.contextmanager
-def _regions_writer(parquet_path: Path, csv_path: Path) -> Iterator[_Regions]:
-    """Streams region rows into both tables; they appear (atomically) only on success."""
-    options = pa_csv.WriteOptions(quoting_style="needed")
-    with atomic_path(parquet_path) as pq_tmp, atomic_path(csv_path) as csv_tmp:
-        parquet = pq.ParquetWriter(pq_tmp, REGIONS_SCHEMA)
-        csv_writer = pa_csv.CSVWriter(str(csv_tmp), REGIONS_SCHEMA, write_options=options)
-        try:
-            regions = _Regions(parquet, csv_writer)
-            yield regions
-            regions.flush()
-        finally:
-            parquet.close()
-            csv_writer.close()

@@ -1,4 +1,5 @@
-"""The compact U-Net behind ``compact`` and ``enhanced``: sized for CPU training.
+"""The U-Net behind ``compact`` and ``enhanced`` (deeper, wider, residual): sized for CPU
+training.
 
 An encoder halves the resolution ``depth`` times, a decoder doubles it back with a skip
 connection at every level *including full resolution*, so 2-3 px thin defects (cracks,
@@ -40,6 +41,32 @@ class ConvBlock(nn.Sequential):
         )
 
 
+class ResBlock(nn.Module):
+    """:class:`ConvBlock` with a residual connection (1x1 projection when the width
+    changes): ``relu(norm(conv(relu(norm(conv(x))))) + skip(x))``. Keeps deep networks
+    trainable (``enhanced``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: NormType) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+        )
+        self.skip: nn.Module = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), _norm(norm, out_channels)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
 class CompactUNet(nn.Module):
     """A small U-Net with full-resolution output, sized for CPU training.
 
@@ -53,6 +80,7 @@ class CompactUNet(nn.Module):
         base_channels: channels at full resolution.
         depth: number of halvings; inputs must be divisible by ``2**depth``.
         norm: ``batch`` (fastest) or ``group`` (independent of the batch size).
+        residual: residual blocks (:class:`ResBlock`) instead of plain ones.
     """
 
     def __init__(
@@ -62,6 +90,7 @@ class CompactUNet(nn.Module):
         base_channels: int = 16,
         depth: int = 4,
         norm: NormType = "batch",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if norm not in ("batch", "group") or base_channels < 1 or depth < 1:
@@ -71,17 +100,16 @@ class CompactUNet(nn.Module):
             )
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.depth = depth
+        block = ResBlock if residual else ConvBlock
         self.encoder = nn.ModuleList(
-            [ConvBlock(in_channels, widths[0], norm)]
-            + [ConvBlock(widths[i - 1], widths[i], norm) for i in range(1, depth + 1)]
+            [block(in_channels, widths[0], norm)]
+            + [block(widths[i - 1], widths[i], norm) for i in range(1, depth + 1)]
         )
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList(
             [nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)]
         )
-        self.decoder = nn.ModuleList(
-            [ConvBlock(2 * widths[i], widths[i], norm) for i in range(depth)]
-        )
+        self.decoder = nn.ModuleList([block(2 * widths[i], widths[i], norm) for i in range(depth)])
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):

@@ -35,6 +35,9 @@ class BundleConfig:
         ignore_class_ids: ids never predicted (their logits are masked).
         preprocess_param: ``PreprocessParams.model_dump()`` used for training.
         training_summary: epochs, best value, final measures, resolved train params.
+        input_bit_depth: bits per channel of the training images (8, 16; 32 for float),
+            ``None`` when unknown or mixed. Inference converts other inputs to it where the
+            normalization defines how (see :mod:`segcore.infer.depth`).
     """
 
     architecture: dict[str, Any]
@@ -43,6 +46,7 @@ class BundleConfig:
     ignore_class_ids: list[int]
     preprocess_param: dict[str, Any]
     training_summary: dict[str, Any] = field(default_factory=dict)
+    input_bit_depth: int | None = None
 
 
 def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
@@ -64,7 +68,8 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
     ):
         raise BundleError(f"{path}: not a segcore model bundle config; {fix}")
     names = [f.name for f in BundleConfig.__dataclass_fields__.values()]
-    missing = [n for n in names if n not in meta and n != "training_summary"]
+    optional = ("training_summary", "input_bit_depth")
+    missing = [n for n in names if n not in meta and n not in optional]
     if missing:
         raise BundleError(f"{path}: lacks {', '.join(missing)}; {fix}")
     return BundleConfig(**{n: meta[n] for n in names if n in meta})

@@ -61,6 +61,8 @@ class DatasetParams(Section):
     """Skip images without a label (and labels without an image) instead of failing."""
     out: str = "data/dataset/dataset.parquet"
     """Where the dataset table is written."""
+    max_image_pixels: int = Field(100_000_000, gt=0)
+    """Largest image or label (width x height), checked in the file header before decoding."""
 
     @model_validator(mode="wrap")
     @classmethod

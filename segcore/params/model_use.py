@@ -44,3 +44,5 @@ class InferParams(Section):
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int = Field(0, ge=0)
     """Threads that decode, preprocess and write images; 0: half the CPU cores (1 to 4)."""
+    max_image_pixels: int = Field(100_000_000, gt=0)
+    """Largest input image (width x height), checked in the file header before decoding."""

@@ -98,7 +98,7 @@ class TrainParams(Section):
     model: str = "compact"
     """``compact``, ``enhanced``, or a segmentation-models-pytorch architecture name."""
     model_kwargs: dict[str, Any] = {}
-    """Further architecture arguments (compact/enhanced: base_channels, depth, norm)."""
+    """Further architecture arguments (compact/enhanced: base_channels, depth, norm, residual)."""
     encoder: str | None = None
     """Encoder for segmentation-models-pytorch architectures (e.g. ``resnet18``)."""
     encoder_weights: str | None = None

@@ -11,7 +11,8 @@ from segcore.pipeline.result import StageResult, stage_path
 
 
 def run_dataset(params: Params, workdir: str | os.PathLike[str] = ".") -> StageResult[Any]:
-    """Read images and labels into the dataset table (``dataset`` section)."""
+    """Read images and labels into the dataset table (``dataset`` section; label values of
+    ``preprocess.param.ignore_class_ids`` are allowed, as the preprocess stage allows them)."""
     p = params.dataset
     ds = read_dataset(
         stage_path(workdir, p.image_dir),
@@ -21,6 +22,8 @@ def run_dataset(params: Params, workdir: str | os.PathLike[str] = ".") -> StageR
         label_prefix=p.label_prefix,
         label_suffix=p.label_suffix,
         ignore_unmatched=p.ignore_unmatched,
+        max_image_pixels=p.max_image_pixels,
+        ignore_class_ids=params.preprocess.param.ignore_class_ids,
     )
     path = ds.save(stage_path(workdir, p.out))
     return StageResult(

@@ -30,6 +30,7 @@ def run_preprocess(
         workers=p.workers,
         overwrite=p.overwrite,
         map_jobs=map_jobs,
+        max_image_pixels=params.dataset.max_image_pixels,
     )
     return StageResult(
         f"Preprocess: {len(result.dataset)} samples: {result.written} written, "

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 
 from segcore.common.constants import TRAIN
 from segcore.common.errors import DatasetError, SegcoreError
-from segcore.common.images import quiet_opencv, read_image, read_label
+from segcore.common.images import DEFAULT_LIMIT, PixelLimit, quiet_opencv, read_image, read_label
 from segcore.data.samples import read_metadata, save_sample
 from segcore.params import PreprocessParams
 from segcore.preprocess.class_weights import count_class_pixels, weight_image
@@ -69,6 +69,8 @@ class JobContext:
     overwrite: bool = False
     class_weights: tuple[float, ...] | None = None
     """Set for the write pass: one weight per class id."""
+    limit: PixelLimit = DEFAULT_LIMIT
+    """Largest image or label read (``dataset.max_image_pixels``)."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,11 @@ def stored_info(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def _read_pair(job: SampleJob, *, with_image: bool) -> tuple[np.ndarray | None, np.ndarray]:
-    label = read_label(job.label_path)
-    image = read_image(job.image_path) if with_image else None
+def _read_pair(
+    ctx: JobContext, job: SampleJob, *, with_image: bool
+) -> tuple[np.ndarray | None, np.ndarray]:
+    label = read_label(job.label_path, ctx.limit)
+    image = read_image(job.image_path, ctx.limit) if with_image else None
     size = (image.shape[1], image.shape[0]) if image is not None else job.image_size
     if size is not None and (label.shape[1], label.shape[0]) != tuple(size):
         raise DatasetError(
@@ -209,7 +213,7 @@ def scan_sample(ctx: JobContext, job: SampleJob) -> ScanResult:
         if info is not None and info.get("input_hash") == hash_:
             counts = tuple(int(c) for c in info["class_counts"])
             return ScanResult(job.image_id, hash_, counts, info["sample_hash"])
-        _, label = _read_pair(job, with_image=False)
+        _, label = _read_pair(ctx, job, with_image=False)
         counts = tuple(count_class_pixels(_label(ctx, job, label), ctx.class_ids).tolist())
         return ScanResult(job.image_id, hash_, counts)
     except SegcoreError as err:
@@ -221,7 +225,7 @@ def write_sample(ctx: JobContext, item: tuple[SampleJob, str]) -> WriteResult:
     job, hash_ = item
     assert ctx.class_weights is not None, "the write pass needs the class weights"
     try:
-        image, label = _read_pair(job, with_image=True)
+        image, label = _read_pair(ctx, job, with_image=True)
         assert image is not None
         try:
             x = preprocess_image(image, ctx.param, job.roi)

@@ -40,6 +40,7 @@ from segcore.common.constants import (
     TRAIN,
 )
 from segcore.common.errors import DatasetError
+from segcore.common.images import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
 from segcore.common.io import write_bytes_atomic
 from segcore.common.parallel import JobMap, WorkerPool, resolve_workers
 from segcore.data.dldataset import DLDataset
@@ -104,6 +105,7 @@ def preprocess_dataset(
     workers: int = 0,
     overwrite: bool = False,
     map_jobs: JobMap | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> DLDataset:
     """Preprocess every sample, compute class weights and weight images, write the dataset.
 
@@ -119,6 +121,7 @@ def preprocess_dataset(
         overwrite: rewrite every sample file even when it is up to date.
         map_jobs: runs the per-sample jobs elsewhere (e.g. shards on a cluster) instead of
             in ``workers`` local processes; see :class:`~segcore.common.parallel.JobMap`.
+        max_image_pixels: largest image or label read (``dataset.max_image_pixels``).
 
     Returns:
         The dataset as written: ``sample_file_name`` column, ``sample_dir``,
@@ -137,6 +140,7 @@ def preprocess_dataset(
         workers=workers,
         overwrite=overwrite,
         map_jobs=map_jobs,
+        max_image_pixels=max_image_pixels,
     ).dataset
 
 
@@ -149,6 +153,7 @@ def run_preprocess(
     workers: int = 0,
     overwrite: bool = False,
     map_jobs: JobMap | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> PreprocessResult:
     """:func:`preprocess_dataset`, also reporting what was written, skipped and removed."""
     out_dir = Path(out_dir)
@@ -156,7 +161,10 @@ def run_preprocess(
     table_path = out_dir / DATASET_FILE
     check_inputs(dataset, param, class_weights)
     jobs = make_jobs(dataset, param, sample_dir)
-    ctx = JobContext(param=param, class_ids=tuple(dataset.class_ids), overwrite=overwrite)
+    limit = PixelLimit(max_image_pixels, "dataset.max_image_pixels")
+    ctx = JobContext(
+        param=param, class_ids=tuple(dataset.class_ids), overwrite=overwrite, limit=limit
+    )
 
     with contextlib.ExitStack() as stack:
         if map_jobs is None:

@@ -49,7 +49,8 @@ class TrainingError(SegcoreError):
 
 
 class TrainCallback(Protocol):
-    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it."""
+    """Receives the numbers of a run (rank 0 only); trackers such as MLflow implement it.
+    Optional: ``on_evaluation(epoch: float, measures)`` after every validation."""
 
     def on_train_start(self, info: dict[str, Any]) -> None: ...
 
@@ -197,6 +198,9 @@ class _Loop:
         t = time.perf_counter()
         self.measures = validation_measures(run.model, run, self.ctx, p)
         self.eval_seconds += time.perf_counter() - t
+        hooks = [getattr(cb, "on_evaluation", None) for cb in self.callbacks]
+        for hook in filter(None, hooks if self.ctx.is_main else []):
+            hook(epoch, self.measures)
         value = self.measures.get(p.evaluation_comparison_key, math.nan)
         if math.isfinite(value) and (run.best_value is None or value > run.best_value):
             run.best_value, run.best_epoch = float(value), epoch

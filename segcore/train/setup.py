@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from segcore.common.constants import TRAIN, VALIDATION
+from segcore.common.constants import COL_BIT_DEPTH, TRAIN, VALIDATION
 from segcore.common.errors import DatasetError, ParamsError, Problems
 from segcore.data.dldataset import DLDataset
 from segcore.model.config import BundleConfig
@@ -134,7 +134,14 @@ def prepare(
     )
     check_input_size(model, *train.image_size[1:], channels)
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
-    config = BundleConfig(arch, list(ds.class_ids), list(ds.class_names), ignore, preprocess)
+    config = BundleConfig(
+        arch,
+        list(ds.class_ids),
+        list(ds.class_names),
+        ignore,
+        preprocess,
+        input_bit_depth=_bit_depth(ds),
+    )
     run = Run(
         model=model,
         optimizer=make_optimizer(p, model),
@@ -150,6 +157,12 @@ def prepare(
     run.first_epoch = run.epoch
     run.info = _run_info(run, ctx)
     return run
+
+
+def _bit_depth(ds: DLDataset) -> int | None:
+    """Bits per channel of the dataset's images when they all share one, else ``None``."""
+    depths = set(ds.samples[COL_BIT_DEPTH]) if COL_BIT_DEPTH in ds.samples else set()
+    return int(depths.pop()) if len(depths) == 1 else None
 
 
 def _load_splits(

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from helpers.cli import run_segcore
+from helpers.images import huge_png
 from PIL import Image
 
 from segcore.common.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_LABEL_FILE
@@ -251,3 +253,58 @@ def test_missing_folders_via_cli(tmp_path: Path) -> None:
     assert "nowhere: image_dir does not exist" in stderr
     assert "afile: segmentation_dir is not a folder" in stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_images_and_labels_above_the_pixel_limit_are_refused_from_their_header(
+    tmp_path: Path,
+) -> None:
+    _pair(tmp_path, "a.png")  # 12 x 10 = 120 pixels
+    (tmp_path / "images" / "huge.png").write_bytes(huge_png(30000, 30000))
+    (tmp_path / "labels" / "huge.png").write_bytes(huge_png(30000, 30000))
+    (tmp_path / "params.yaml").write_text(
+        "dataset:\n  image_dir: images\n  segmentation_dir: labels\n"
+    )
+    result = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    stderr = _flat(result.stderr)
+    for folder in ("images", "labels"):
+        assert f"{folder}/huge.png: image is 30000x30000 (900.0 megapixels)" in stderr
+    assert "raise dataset.max_image_pixels" in stderr
+    with pytest.raises(DatasetError, match=r"a.png: image is 12x10 .* dataset.max_image_pixels"):
+        _read(tmp_path, max_image_pixels=100, ignore_unmatched=True)
+    (tmp_path / "images" / "huge.png").unlink()
+    (tmp_path / "labels" / "huge.png").unlink()
+    assert len(_read(tmp_path, max_image_pixels=120)) == 1
+
+
+def test_broken_links_and_special_files_are_reported_not_skipped(tmp_path: Path) -> None:
+    import os
+
+    _pair(tmp_path, "a.png")
+    _pair(tmp_path, "b.png")
+    _pair(tmp_path, "c.png")
+    (tmp_path / "images" / "b.png").unlink()
+    (tmp_path / "images" / "b.png").symlink_to(tmp_path / "gone.png")  # dangling
+    (tmp_path / "labels" / "c.png").unlink()
+    os.mkfifo(tmp_path / "labels" / "c.png")  # would block whoever reads it
+    for kwargs in ({}, {"ignore_unmatched": True}):
+        with pytest.raises(DatasetError) as err:
+            _read(tmp_path, **kwargs)
+        text = _flat(err.value.render())
+        assert "images/b.png: broken symbolic link" in text
+        assert "labels/c.png: not a regular file" in text
+
+
+def test_ignore_class_ids_of_preprocess_are_valid_label_values(tmp_path: Path) -> None:
+    _pair(tmp_path, "a.png", values=(0, 1, 255, 255, 255))  # a 255 border, HALCON style
+    _pair(tmp_path, "b.png", values=(0, 2))
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset:\n  image_dir: images\n  segmentation_dir: labels\n")
+    refused = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert refused.returncode == 2 and "preprocess.param.ignore_class_ids" in refused.stderr
+    params.write_text(params.read_text() + "preprocess:\n  param:\n    ignore_class_ids: [255]\n")
+    done = run_segcore("dataset", "--out", "out/dataset.parquet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    samples = pd.read_parquet(tmp_path / "out" / "dataset.parquet")
+    assert list(samples["pixels_ignored"]) == [3, 0]
+    assert list(samples["pixels_class_0"]) == [10 * 12 - 4, 10 * 12 - 1]

@@ -343,3 +343,12 @@ def test_pills_preprocessed_fixture(request: pytest.FixtureRequest) -> None:
     assert len(ds.class_weights) == len(ds.class_ids)
     s = load_sample(ds.sample_dir / ds.samples["sample_file_name"].iloc[0])
     assert s["image"].shape == (3, 64, 64)
+
+
+def test_the_pixel_limit_applies_to_the_preprocess_reads(ds: DLDataset, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"above the limit .* raise dataset.max_image_pixels"):
+        run_preprocess(
+            ds, PreprocessParams(image_width=32, image_height=32), tmp_path, workers=1,
+            max_image_pixels=100,
+        )  # fmt: skip
+    assert not (tmp_path / "dataset.parquet").exists()

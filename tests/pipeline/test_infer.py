@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers.cli import run_segcore
+from helpers.images import huge_png
 from helpers.models import make_bundle
 
 from segcore.common.display import class_colors
@@ -219,3 +220,24 @@ def test_cli_reports_a_corrupt_input_and_exits_with_partial_failure(tmp_path: Pa
     regions = pd.read_parquet(tmp_path / "out" / "regions.parquet")
     assert (regions["area"] >= 2).all()
     assert set(regions["file"]) <= {"in/a.png", "in/b.png"}
+
+
+def test_cli_checks_the_pixel_limit_in_the_header_before_decoding(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    write_image_atomic(tmp_path / "in" / "a.png", squares(40, 30, [(5, 5, 9, 9)]))
+    write_image_atomic(tmp_path / "in" / "b.png", squares(100, 100, []))
+    (tmp_path / "in" / "huge.png").write_bytes(huge_png(30000, 30000))  # 900 megapixels
+    done = run_segcore("infer", bundle, "in", "--out", "out", "--device", "cpu", cwd=tmp_path)
+    assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "2 of 3 images" in text
+    assert "huge.png: image is 30000x30000 (900.0 megapixels)" in text
+    assert "raise infer.max_image_pixels" in text
+    # The limit is a setting: 40 x 30 = 1200 pixels pass, 100 x 100 do not.
+    done = run_segcore(
+        "infer", bundle, "in/a.png", "in/b.png", "--out", "out2", "--device", "cpu",
+        "--max-image-pixels", "5000", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == EXIT_PARTIAL_FAILURE, done.stderr
+    assert "1 of 2 images" in done.stdout and "b.png: image is 100x100" in done.stdout
+    assert (tmp_path / "out2" / "a_segmentation.png").is_file()

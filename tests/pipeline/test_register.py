@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.images import huge_png
 from mlflow import MlflowClient
 
 from segcore.params import Params, PreprocessParams, RegisterParams, TrackingParams
@@ -176,3 +178,44 @@ def test_champion_model_serves_predictions_for_an_image(
         "/invocations", json={"dataframe_split": {"columns": ["image"], "data": [["aGk="]]}}
     )
     assert bad.status_code >= 400
+
+
+def _post_image(client: Any, data: bytes) -> Any:
+    body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(data).decode()]]}}
+    return client.post("/invocations", json=body)
+
+
+def test_served_model_refuses_huge_images_with_its_message_only(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+    from starlette.testclient import TestClient
+
+    params = _params(mlflow_uri, "serve-limits")
+    run_id = _run_with_model(params, tmp_path, untrained_bundle, 0.5)
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    client = TestClient(scoring_server.init(model))
+    huge = _post_image(client, huge_png(30000, 30000))  # a 1 KB request of 900 megapixels
+    assert huge.status_code == 400, huge.text
+    answer = huge.json()
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "30000x30000 (900.0 megapixels)" in answer["message"]
+    assert "SEGCORE_SERVE_MAX_IMAGE_PIXELS" in answer["message"]
+    assert "stack_trace" not in answer and "Traceback" not in huge.text
+    bad = _post_image(client, b"hi")
+    assert bad.status_code == 400 and "stack_trace" not in bad.json()
+    assert "not a decodable image" in bad.json()["message"]
+    png = cv2.imencode(".png", np.zeros((60, 50), np.uint8))[1].tobytes()
+    monkeypatch.setenv("SEGCORE_SERVE_MAX_IMAGE_BYTES", str(len(png) - 1))
+    big = _post_image(client, png)
+    assert big.status_code == 400 and "SEGCORE_SERVE_MAX_IMAGE_BYTES" in big.json()["message"]
+    monkeypatch.setenv("SEGCORE_SERVE_MAX_IMAGE_BYTES", str(len(png)))
+    monkeypatch.setenv("SEGCORE_SERVE_MAX_IMAGE_PIXELS", "2999")
+    assert "50x60" in _post_image(client, png).json()["message"]
+    monkeypatch.setenv("SEGCORE_SERVE_MAX_IMAGE_PIXELS", "3000")
+    assert _post_image(client, png).status_code == 200

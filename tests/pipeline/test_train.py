@@ -13,6 +13,7 @@ from segcore.common.constants import BUNDLE_CONFIG, BUNDLE_WEIGHTS
 from segcore.common.errors import ParamsError
 from segcore.data.dldataset import DLDataset
 from segcore.model.bundle import load_bundle
+from segcore.model.factory import create_model
 from segcore.params import TrainParams
 from segcore.train.checkpoint import CHECKPOINT_FILE
 from segcore.train.loop import TrainResult, train_model
@@ -41,6 +42,7 @@ class Recorder:
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
         self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.evaluations: list[tuple[float, dict[str, Any]]] = []
         self.result: TrainResult | None = None
 
     def on_train_start(self, info: dict[str, Any]) -> None:
@@ -51,6 +53,9 @@ class Recorder:
 
     def on_train_end(self, result: TrainResult) -> None:
         self.result = result
+
+    def on_evaluation(self, epoch: float, measures: dict[str, Any]) -> None:
+        self.evaluations.append((epoch, measures))
 
 
 def _weights(bundle: Path) -> dict[str, torch.Tensor]:
@@ -90,6 +95,7 @@ def test_training_writes_bundles_history_checkpoint_and_the_loss_falls(
     assert config.class_names == ["good", "contamination", "crack"]
     assert config.training_summary["epoch"] == best_epoch
     assert config.preprocess_param == DLDataset.load(pills_preprocessed).preprocess_param
+    assert config.input_bit_depth == 8  # the pills are 8-bit PNGs
     final = load_bundle(models / "final")[1]
     assert final.training_summary["measures"]["mean_iou"] == pytest.approx(
         result.final_measures["mean_iou"]
@@ -163,4 +169,53 @@ def test_fractional_evaluation_interval_and_sgd_with_change_strategy(
     result = train_model(pills_preprocessed, params)
     assert list(result.history["learning_rate"]) == [0.01, 0.001]
     assert result.history["val_mean_iou"].notna().all()
-    assert result.best_epoch is not None and result.best_epoch * 2 == int(result.best_epoch * 2)
+
+
+def test_a_fractional_interval_evaluates_within_the_epoch(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    """The tiny train split makes 3 updates per epoch: every 0.5 epochs is after update 2
+    (epoch 2/3), 3 (1), 5 (5/3) and 6 (2); whole epochs evaluate at 1 and 2 only."""
+    quick = {"num_epochs": 2, "augmentation": {"augmentation_percentage": 0}}
+    seen = {}
+    for interval in (0.5, 1.0, 0.25):
+        recorder = Recorder()
+        params = tiny_params(tmp_path / str(interval), evaluation_interval_epochs=interval, **quick)
+        result = train_model(pills_preprocessed, params, callbacks=[recorder])
+        seen[interval] = [round(e, 6) for e, _ in recorder.evaluations]
+        assert result.best_epoch in [e for e, _ in recorder.evaluations]
+    assert recorder.info["steps_per_epoch"] == 3
+    assert seen[0.5] == [round(2 / 3, 6), 1.0, round(5 / 3, 6), 2.0]
+    assert seen[1.0] == [1.0, 2.0]
+    assert seen[0.25] == [round(k / 3, 6) for k in range(1, 7)]
+
+
+def test_gradient_accumulation_equals_one_larger_batch(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    """batch 2 x multiplier 2 and batch 4 see the same samples per update (same shuffle);
+    with group norm the batch split changes nothing, so the weights after the updates agree."""
+    common = {
+        "num_epochs": 1,
+        "solver_type": "sgd",
+        "momentum": 0.9,
+        "learning_rate": 0.05,
+        "model_kwargs": TINY_MODEL | {"norm": "group"},
+        "augmentation": {"augmentation_percentage": 0},
+        "change_strategies": [],
+        "serialization_strategies": ["final"],
+    }
+    runs = {}
+    for name, batch, multiplier in (("big", 4, 1), ("accumulated", 2, 2)):
+        params = tiny_params(
+            tmp_path / name, batch_size=batch, batch_size_multiplier=multiplier, **common
+        )
+        train_model(pills_preprocessed, params)
+        runs[name] = _weights(tmp_path / name / "models" / "final")
+    torch.manual_seed(tiny_params(tmp_path).seed)  # the initial weights, as training makes them
+    initial = create_model("compact", 3, 3, **common["model_kwargs"]).state_dict()
+    moved = 0.0
+    for key, big in runs["big"].items():
+        torch.testing.assert_close(runs["accumulated"][key], big, rtol=1e-4, atol=1e-5)
+        moved = max(moved, (big - initial[key]).abs().max().item())
+    assert moved > 1e-2  # the updates changed the weights far beyond the tolerance

@@ -160,3 +160,67 @@ def test_saturation_needs_rgb_and_rotation_by_90_square_inputs() -> None:
             torch.Generator(),
             torch.ones(1),
         )
+
+
+def _photometric(name: str, value: float, image: torch.Tensor, unit: float = 2.0) -> torch.Tensor:
+    """``image`` distorted by one photometric distortion at 100 %, ``unit`` input units per
+    grey value."""
+    params = AugmentationParams(**{**OFF, name: value}, augmentation_percentage=100)
+    n, c, h, w = image.shape
+    out, _, _ = augment_batch(
+        image.clone(),
+        torch.zeros(n, h, w, dtype=torch.long),
+        torch.ones(n, h, w),
+        params,
+        torch.Generator().manual_seed(3),
+        torch.full((c,), unit),
+    )
+    return out
+
+
+def _spread(values: torch.Tensor, bound: float) -> None:
+    """Within +-bound, both signs, and reaching beyond half the bound on both sides."""
+    assert values.abs().max() <= bound + 1e-4
+    assert values.min() < -bound / 2 and values.max() > bound / 2
+
+
+def test_brightness_adds_one_signed_offset_per_sample_in_grey_values() -> None:
+    image = torch.randn(400, 3, 6, 6)
+    delta = _photometric("brightness_variation", 20.0, image) - image
+    per_sample = delta[:, :1, :1, :1]
+    assert torch.allclose(delta, per_sample.expand_as(delta), atol=1e-5)  # one offset each
+    _spread(per_sample.flatten(), 20.0 * 2.0)  # +-20 grey values, 2 input units each
+
+
+def test_contrast_scales_around_the_mean_by_a_factor_in_range() -> None:
+    image = torch.randn(400, 1, 6, 6)
+    out = _photometric("contrast_variation", 0.3, image)
+    mean = image.mean((1, 2, 3), keepdim=True)
+    factor = (out - mean) / (image - mean)
+    assert torch.allclose(factor, factor[:, :, :1, :1].expand_as(factor), atol=1e-3)
+    assert torch.allclose(out.mean((1, 2, 3)), mean.flatten(), atol=1e-5)
+    _spread(factor[:, 0, 0, 0] - 1, 0.3)
+
+
+def test_saturation_blends_with_the_grey_image_by_a_factor_in_range() -> None:
+    image = torch.rand(400, 3, 6, 6) * 100
+    out = _photometric("saturation_variation", 0.4, image)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    grey = (image * luma).sum(1, keepdim=True)
+    assert torch.allclose((out * luma).sum(1, keepdim=True), grey, atol=1e-3)  # grey kept
+    factor = (out - grey)[:, 0] / (image - grey)[:, 0]
+    assert torch.allclose(factor, factor[:, :1, :1].expand_as(factor), atol=1e-2)
+    _spread(factor[:, 0, 0] - 1, 0.4)
+
+
+def test_a_spot_is_bright_or_dark_peaking_within_its_variation() -> None:
+    image = torch.zeros(400, 1, 16, 16)
+    delta = _photometric("brightness_variation_spot", 30.0, image)
+    peak = torch.where(
+        delta.flatten(1).max(1).values >= -delta.flatten(1).min(1).values,
+        delta.flatten(1).max(1).values,
+        delta.flatten(1).min(1).values,
+    )
+    # one sign per sample: a bright or a dark spot, never both
+    assert ((delta.flatten(1) >= 0).all(1) | (delta.flatten(1) <= 0).all(1)).all()
+    _spread(peak, 30.0 * 2.0)

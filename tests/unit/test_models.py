@@ -217,3 +217,23 @@ def test_saving_replaces_a_bundle_whole(tmp_path: Path) -> None:
     _bundle(tmp_path)
     assert sorted(p.name for p in bundle.iterdir()) == [BUNDLE_CONFIG, BUNDLE_WEIGHTS]
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary leftovers
+
+
+def test_enhanced_is_deeper_and_wider_than_compact_with_residual_blocks() -> None:
+    from segcore.model.compact import ResBlock
+
+    compact, enhanced = (create_model(n, 3, 3) for n in ("compact", "enhanced"))
+    assert enhanced.depth > compact.depth and input_size_multiple(enhanced) == 32
+    widths = [m.out_channels for m in (compact.head, enhanced.head)]  # full resolution
+    assert widths == [3, 3]
+    first = [net.encoder[0] for net in (compact, enhanced)]
+    assert first[1].body[0].out_channels == 2 * first[0][0].out_channels
+    assert all(isinstance(block, ResBlock) for block in enhanced.encoder)
+    params = [sum(p.numel() for p in net.parameters()) for net in (compact, enhanced)]
+    assert params[1] > 10 * params[0]
+    assert architecture("enhanced", 3, 3)["kwargs"]["residual"] is True
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    enhanced.eval()
+    with torch.no_grad():
+        assert enhanced(x).shape == (1, 3, 64, 64)
