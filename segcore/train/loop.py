@@ -5,7 +5,9 @@ Per epoch the train split is reshuffled with a seeded generator and cut into
 accumulates ``batch_size_multiplier`` batches of the weighted cross-entropy
 (segcore.train.loss). Augmentation runs on the batch as tensor ops. The validation split is
 evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
-written when the comparison measure improves. After every epoch the history file and
+written when the comparison measure improves. Bundles are staged in ``<out_dir>/.staging``
+and published when training ends (segcore.train.bundles), so an interrupted run never
+replaces the bundles of the previous one. After every epoch the history file and
 the checkpoint are rewritten, so ``resume=True`` continues exactly where a run stopped.
 Under ``torchrun`` every rank trains its slice of each global batch
 (DistributedDataParallel); rank 0 alone writes and calls the callbacks.
@@ -19,7 +21,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,15 +30,20 @@ import pandas as pd
 import torch
 from rich.progress import Progress, TaskID, TextColumn
 
-from segcore.common.constants import BUNDLE_CONFIG
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_text_atomic
 from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
-from segcore.model.bundle import save_bundle
 from segcore.params import TrainParams
 from segcore.train import distributed
 from segcore.train.augment import augment_batch
+from segcore.train.bundles import (
+    bundles_on_disk,
+    epoch_bundle,
+    prepare_staging,
+    publish_staged,
+    save_staged,
+)
 from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from segcore.train.loss import weighted_cross_entropy
 from segcore.train.setup import Run, prepare
@@ -187,7 +194,7 @@ class _Loop:
 
     def start(self) -> None:
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
                 cb.on_train_start(self.run.info)
 
@@ -201,7 +208,7 @@ class _Loop:
         if math.isfinite(value) and (run.best_value is None or value > run.best_value):
             run.best_value, run.best_epoch = float(value), epoch
             if "best" in p.serialization_strategies:
-                _save(self.out / "best", run, p, epoch, self.measures, self.ctx)
+                save_staged(self.out, "best", run, p, epoch, self.measures, self.ctx)
 
     def after_update(self, step: int, running_loss: torch.Tensor) -> None:
         steps = self.run.steps_per_epoch
@@ -246,10 +253,12 @@ class _Loop:
         """The ``final`` bundle, then the result (the bundles on disk, rank 0) to callbacks."""
         run, p, ctx, out = self.run, self.p, self.ctx, self.out
         if "final" in p.serialization_strategies:
-            _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
+            save_staged(out, "final", run, p, run.epoch, run.final_measures, ctx)
+        if ctx.is_main:
+            publish_staged(out)
         distributed.barrier()
         result = TrainResult(
-            bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
+            bundles=bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
             best_value=run.best_value,
             best_epoch=run.best_epoch,
             history=pd.DataFrame(run.history),
@@ -316,21 +325,10 @@ def _end_epoch(
     for cb in callbacks:
         cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
     if "current" in p.serialization_strategies:
-        _save(out / "current", run, p, run.epoch, measures, ctx)
+        save_staged(out, "current", run, p, run.epoch, measures, ctx)
     if run.epoch in p.serialization_epochs:
-        _save(out / _epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
+        save_staged(out, epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
     save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
-
-
-def _epoch_bundle(epoch: int) -> str:
-    return f"epoch_{epoch:03d}"
-
-
-def _bundles_on_disk(out: Path, p: TrainParams, epochs_done: int) -> dict[str, Path]:
-    """The bundles this run's strategies keep (also those written before a resume)."""
-    names = [s for s in ("best", "final", "current") if s in p.serialization_strategies]
-    names += [_epoch_bundle(e) for e in p.serialization_epochs if e <= epochs_done]
-    return {n: out / n for n in names if (out / n / BUNDLE_CONFIG).is_file()}
 
 
 def _batch(
@@ -360,29 +358,6 @@ def _is_number(value: Any) -> bool:
 
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
-
-
-def _save(
-    directory: Path,
-    run: Run,
-    p: TrainParams,
-    epoch: float,
-    measures: dict[str, Any] | None,
-    ctx: distributed.DistContext,
-) -> Path:
-    """Write a bundle (rank 0) with the training summary at ``epoch``."""
-    summary = {
-        "epoch": epoch,
-        "comparison_key": p.evaluation_comparison_key,
-        "best_value": run.best_value,
-        "best_epoch": run.best_epoch,
-        "measures": {k: v for k, v in (measures or {}).items() if k != "pixel_confusion_matrix"},
-        "processes": ctx.world_size,
-        "params": p.model_dump(mode="json"),
-    }
-    if not ctx.is_main:
-        return directory
-    return save_bundle(directory, run.model, replace(run.config, training_summary=summary))
 
 
 def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
