@@ -48,20 +48,42 @@ def fsync_tree(folder: str | os.PathLike[str]) -> None:
         fsync_path(d)
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, without changing it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting it, then put it back
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """The mode a plain ``open`` (``base`` 0o666) or ``mkdir`` (0o777) would give."""
+    return base & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is flushed to disk and renamed
     onto ``path`` (and the folder's entry flushed too).
 
     The temporary name keeps the suffix, so libraries that choose a format by extension
-    work. On error the temporary file is removed and ``path`` is left untouched.
+    work. The file gets the permissions a plain ``open`` would give (the umask), not
+    mkstemp's 0600. On error the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
     )
-    os.close(fd)
+    try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes 0600: readers need what open() gives
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -3,6 +3,8 @@ leaves the old or the new one whole, and no leftovers."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,21 @@ def test_replace_dir_swaps_whole_folders_and_cleans_leftovers(tmp_path: Path) ->
     replace_dir(new, dst)
     assert (dst / "f").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "best"]
+
+
+def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
+    from segcore.annotations.write import staged_folder
+    from segcore.common.io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "x.json", "{}")
+        with staged_folder(tmp_path / "labels", overwrite=False) as folder:
+            (folder / "a.png").write_bytes(b"")
+        os.umask(0o027)
+        write_text_atomic(tmp_path / "y.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "labels").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "y.json").stat().st_mode) == 0o640
