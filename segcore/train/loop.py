@@ -8,7 +8,7 @@ evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bund
 written when the comparison measure improves. Bundles are staged in ``<out_dir>/.staging``
 and published when training ends (segcore.train.bundles), so an interrupted run never
 replaces the bundles of the previous one. After every epoch the history file and
-the checkpoint are rewritten, so ``resume=True`` continues exactly where a run stopped.
+the checkpoint are rewritten (then the callbacks are called), so ``resume=True`` continues exactly where a run stopped.
 Under ``torchrun`` every rank trains its slice of each global batch
 (DistributedDataParallel); rank 0 alone writes and calls the callbacks.
 
@@ -319,16 +319,17 @@ def _end_epoch(
     measures: dict[str, Any] | None,
     callbacks: Sequence[TrainCallback],
 ) -> None:
-    """Rank 0 after each epoch: history file, callbacks, bundles, then the checkpoint."""
+    """Rank 0 after each epoch: history file, bundles, the checkpoint, then callbacks (so
+    a callback sees the epoch's checkpoint on disk)."""
     _write_history(history_file, run.history)
-    row = run.history[-1]
-    for cb in callbacks:
-        cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
     if "current" in p.serialization_strategies:
         save_staged(out, "current", run, p, run.epoch, measures, ctx)
     if run.epoch in p.serialization_epochs:
         save_staged(out, epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
     save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
+    row = run.history[-1]
+    for cb in callbacks:
+        cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
 
 
 def _batch(
