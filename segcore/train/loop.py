@@ -18,6 +18,7 @@ Training code imports no tracking library: trackers plug in as :class:`TrainCall
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,9 @@ from segcore.train.loss import weighted_cross_entropy
 from segcore.train.setup import Run, prepare
 from segcore.train.solver import apply_values, solver_values
 from segcore.train.validation import history_measures, validation_measures
+
+log = logging.getLogger("segcore.train")
+"""One INFO line per epoch (rank 0): what a flow's log or a log file shows of a long run."""
 
 
 class TrainingError(SegcoreError):
@@ -173,6 +177,7 @@ class _Loop:
     bar: TaskID | None = None
     eval_seconds: float = 0.0
     measures: dict[str, Any] | None = None
+    started: float = 0.0
 
     def __post_init__(self) -> None:
         self.net: torch.nn.Module = self.run.model  # on its device, in its memory layout
@@ -193,6 +198,7 @@ class _Loop:
         )
 
     def start(self) -> None:
+        self.started = time.perf_counter()
         if self.ctx.is_main:
             prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
@@ -247,6 +253,7 @@ class _Loop:
         assert self.progress is not None and self.bar is not None
         self.progress.update(self.bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
         if ctx.is_main:
+            log.info(_epoch_line(run, p, time.perf_counter() - self.started))
             _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
 
     def finish(self) -> TrainResult:
@@ -359,6 +366,21 @@ def _is_number(value: Any) -> bool:
 
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+
+
+def _epoch_line(run: Run, p: TrainParams, elapsed: float) -> str:
+    """``epoch 3/40: loss 0.4123, val mean_iou 0.6012, lr 0.001, 12.3 s, ETA 7m24s``."""
+    row = run.history[-1]
+    key = p.evaluation_comparison_key
+    value = row.get(f"val_{key}")
+    measure = f"val {key} {value:.4f}" if _is_number(value) else f"val {key} -"
+    done = run.epoch - run.first_epoch
+    eta = round(elapsed / max(done, 1) * (p.num_epochs - run.epoch))
+    return (
+        f"epoch {run.epoch}/{p.num_epochs}: loss {row['loss']:.4f}, {measure}, "
+        f"lr {row['learning_rate']:.3g}, {row['seconds'] + row['eval_seconds']:.1f} s, "
+        f"ETA {eta // 3600}h{eta // 60 % 60:02d}m{eta % 60:02d}s"
+    )
 
 
 def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
