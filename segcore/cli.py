@@ -241,8 +241,9 @@ def infer(
     Without a params.yaml in the working directory the infer defaults apply."""
     from segcore.common.errors import EXIT_PARTIAL_FAILURE
     from segcore.infer.apply import load_model
-    from segcore.infer.files import run_inference
+    from segcore.infer.files import check_out_dir, run_inference
 
+    check_out_dir(out_dir)  # before the model is loaded
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
     default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
     p = overrides.apply(InferParams() if default_missing else _params(params_file).infer)

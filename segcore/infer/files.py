@@ -130,6 +130,25 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Input
     return files, missing
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, after checking it can be a folder.
+
+    Raises:
+        SegcoreError: it is an existing file, or lies under one.
+    """
+    out = Path(out_dir)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"lies under the file {folder}"
+                raise SegcoreError(
+                    f"--out {out}: {where}, not a folder; pass a folder path for the outputs "
+                    "(it is created when missing)"
+                )
+            break
+    return out
+
+
 def run_inference(
     model: SegModel,
     inputs: Sequence[str | os.PathLike[str]],
@@ -151,10 +170,10 @@ def run_inference(
             cores, 1 to 4).
 
     Raises:
-        SegcoreError: no input image found at all.
+        SegcoreError: no input image found at all, or ``out_dir`` is a file.
     """
+    out = check_out_dir(out_dir)
     files, missing = collect_inputs(inputs)
-    out = Path(out_dir)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     if not files:
         raise SegcoreError(
