@@ -159,7 +159,7 @@ class WorkerPool:
             context = multiprocessing.get_context(method)
             os.environ[PARENT_ENV] = str(os.getpid())
             if method == "forkserver":
-                context.set_forkserver_preload(["segcore.common.forkserver_guard"])
+                context.set_forkserver_preload(["__main__", "segcore.common.forkserver_guard"])
             if threading.current_thread() is threading.main_thread():
                 self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
             self._executor = ProcessPoolExecutor(

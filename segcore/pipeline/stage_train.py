@@ -57,7 +57,7 @@ def run_train(
             run_file,
             tags=tags,
             run_id=launcher_run,
-            lazy=resume and not launching,
+            lazy=resume,
             close_others=launcher_run is None,
         )
         if resume or launcher_run
@@ -66,8 +66,7 @@ def run_train(
     with start as run:
         if not (resume or launcher_run):
             run.save_started(run_file)
-        if launching:
-            run.mark_running()
+        if launching:  # rank 0 marks the run RUNNING once training starts
             launch(p.nproc, Path(workdir), resume, params, run.run_id)
             return StageResult(f"Train: {p.nproc} processes (torchrun) -> {p.out_dir}", None)
         result = train_model(

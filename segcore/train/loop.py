@@ -388,6 +388,6 @@ def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
         f"epoch {epoch}: the training loss became {loss} (not a finite number). Likely causes: "
         f"learning_rate {p.learning_rate} is too high for solver {p.solver_type} (try a "
         "tenth of it); class weights too large (lower preprocess.class_weights.max_weight); "
-        "or a change strategy that raises the learning rate. Bundles written so far are kept; "
-        "fix the parameter and train again"
+        "or a change strategy that raises the learning rate. The published bundles are the "
+        "previous run's (this run's are in out_dir/.staging); fix the parameter and train again"
     )
