@@ -10,6 +10,7 @@ traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -378,6 +379,8 @@ def main() -> None:
     from segcore.common.images import quiet_opencv
 
     quiet_opencv()
+    # SIGTERM (timeout, Docker, Kubernetes, Prefect) unwinds like Ctrl-C: runs are closed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except SegcoreError as err:

@@ -36,12 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_json_atomic
-from segcore.params import Params, TrackingParams
+from segcore.params import Params
 from segcore.tracking.lineage import lineage_tags
 from segcore.tracking.mlflow_model import log_pyfunc_model
 from segcore.tracking.names import metric_name, params_to_log
 from segcore.tracking.run_file import close_abandoned, read_run_file
 from segcore.tracking.store import check_store, is_store_unreachable, unless_store_lost
+from segcore.tracking.where import DB_FILE as DB_FILE  # re-exported: the default store
+from segcore.tracking.where import (
+    artifact_location,
+    find_repo_root,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -57,10 +63,6 @@ _TRAINING_GOES_ON = "training goes on; `segcore register` logs the history file'
 _RUN_LEFT_OPEN = "the run stays open; `segcore register` completes it from the files on disk"
 RUN_FILE = "mlflow_run.json"
 """File in ``train.out_dir`` that names the MLflow run of that training."""
-DB_FILE = "mlflow.db"
-"""Default store, in the repository root."""
-ARTIFACTS_DIR = "mlartifacts"
-"""Artifact folder beside a sqlite store (new experiments only)."""
 MODEL_NAME = "model"
 """Name of the logged pyfunc model inside a run."""
 TAG_FLOW_RUN = "prefect.flow_run_id"
@@ -75,36 +77,6 @@ class TrackingError(SegcoreError):
 
 
 # --------------------------------------------------------------------------- where
-
-
-def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
-    """The nearest folder at or above ``start`` holding ``.dvc`` or ``.git`` (else ``start``)."""
-    start_path = Path(start).resolve()
-    for folder in (start_path, *start_path.parents):
-        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
-            return folder
-    return start_path
-
-
-def resolve_tracking_uri(tracking: TrackingParams, root: str | os.PathLike[str]) -> str:
-    """The tracking URI: ``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else
-    ``sqlite:///<root>/mlflow.db``; relative sqlite paths are made absolute against ``root``."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    uri = tracking.tracking_uri or f"sqlite:///{DB_FILE}"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + (Path(root).resolve() / uri[len(prefix) :]).as_posix()
-    return uri
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Artifacts of a sqlite store go beside the database; servers choose their own."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        return (Path(uri[len(prefix) :]).parent / ARTIFACTS_DIR).resolve().as_uri()
-    return None
 
 
 # --------------------------------------------------------------------------- the run
@@ -269,7 +241,7 @@ def _client_and_experiment(params: Params, root: Path, hint: str) -> tuple[Mlflo
         if experiment is not None:
             return client, experiment.experiment_id, uri
         try:
-            return client, client.create_experiment(name, _artifact_location(uri)), uri
+            return client, client.create_experiment(name, artifact_location(uri)), uri
         except MlflowException:  # created meanwhile by a concurrent stage
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -301,7 +273,8 @@ def _new_run(
 
 @contextlib.contextmanager
 def _lifecycle(run: TrackedRun, lazy: bool = False) -> Iterator[TrackedRun]:
-    """RUNNING while the body runs, then FINISHED, or FAILED when it raises; a store that
+    """RUNNING while the body runs, then FINISHED, or FAILED when it raises (KILLED when
+    interrupted: Ctrl-C, SIGTERM through the command line); a store that
     stopped answering leaves the run open instead of failing work that is done.
 
     ``lazy``: the run turns RUNNING only at :meth:`TrackedRun.mark_running`; when the body
@@ -314,6 +287,10 @@ def _lifecycle(run: TrackedRun, lazy: bool = False) -> Iterator[TrackedRun]:
         run.client.update_run(run.run_id, status="RUNNING")
     try:
         yield run
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM
+        if run.lifecycle.started or run.lifecycle.previous == "RUNNING":
+            _terminate(run, "KILLED")
+        raise
     except BaseException:
         if run.lifecycle.started:
             _terminate(run, "FAILED")

@@ -77,6 +77,7 @@ NOT_OUTPUT_CODE = {
     "segcore/tracking/store.py",
     "segcore/tracking/run_file.py",
     "segcore/tracking/names.py",
+    "segcore/tracking/where.py",
     "segcore/tracking/catch_up.py",
     "segcore/tracking/lineage.py",
     "segcore/tracking/mlflow_model.py",

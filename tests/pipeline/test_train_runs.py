@@ -45,11 +45,13 @@ def _params(uri: str, dataset: Path, tmp_path: Path, **train: Any) -> Params:
     )
 
 
-def _kill_train_once_started(params: Params, tmp_path: Path) -> str:
-    """Start `segcore train` in a process and SIGKILL it as soon as it names its new run
-    (before its first checkpoint); returns that run's id."""
+def _kill_train_once_started(
+    params: Params, tmp_path: Path, sig: signal.Signals = signal.SIGKILL
+) -> str:
+    """Start `segcore train` in a process and send it ``sig`` as soon as it names its new
+    run (before its first checkpoint); returns that run's id."""
     run_file = tmp_path / "models" / tracking.RUN_FILE
-    before = run_file.read_text()
+    before = run_file.read_text() if run_file.exists() else ""
     params_file = tmp_path / "params-kill.yaml"
     params_file.write_text(dump_params(params))
     proc = subprocess.Popen(
@@ -61,15 +63,18 @@ def _kill_train_once_started(params: Params, tmp_path: Path) -> str:
     )
     try:
         deadline = time.monotonic() + 120
-        while run_file.read_text() == before and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            not run_file.exists() or run_file.read_text() == before
+        ):
             assert proc.poll() is None, "training ended before it could be killed"
             time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == (143 if sig == signal.SIGTERM else -sig)
     finally:
         proc.kill()
         proc.wait()
     ref = json.loads(run_file.read_text())
-    return str(ref.get("started_run_id", ref["run_id"]))
+    return str(ref.get("started_run_id") or ref["run_id"])
 
 
 def test_refused_resume_kills_and_run_file_consistency(
@@ -114,3 +119,13 @@ def test_refused_resume_kills_and_run_file_consistency(
     new_owner = json.loads(run_file.read_text())["run_id"]
     assert new_owner not in (owner, killed_again)
     assert client.get_run(new_owner).info.status == "FINISHED"
+
+
+def test_sigterm_marks_the_run_killed(
+    mlflow_uri: str, pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    slow = _params(
+        mlflow_uri, pills_preprocessed, tmp_path, num_epochs=5, model_kwargs={"base_channels": 32}
+    )
+    killed = _kill_train_once_started(slow, tmp_path, signal.SIGTERM)
+    assert MlflowClient(mlflow_uri).get_run(killed).info.status == "KILLED"
