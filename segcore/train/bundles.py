@@ -29,7 +29,17 @@ STAGING_DIR = ".staging"
 
 
 def prepare_staging(out: Path, resume: bool) -> Path:
-    """The staging folder of ``out``: kept when resuming, emptied for a new run."""
+    """The staging folder of ``out``: kept when resuming, emptied for a new run.
+
+    Leftovers of writes that a kill interrupted (``.<name>.tmp-*`` and ``.<name>.old-*``
+    folders, ``.<name>.*.tmp<suffix>`` files of atomic writes) are removed from ``out``
+    first: the training owns ``out``, and DVC would otherwise store them as outputs."""
+    for pattern in (".*.tmp-*", ".*.old-*", ".*.tmp.*", ".*.tmp"):
+        for left in out.glob(pattern):
+            if left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
     staging = out / STAGING_DIR
     if not resume:
         shutil.rmtree(staging, ignore_errors=True)

@@ -61,7 +61,12 @@ def test_an_interrupted_run_leaves_the_published_bundles_alone(
     pills_preprocessed: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "models"
+    leftovers = [out / ".best.tmp-dead", out / ".final.old-dead"]
+    for left in leftovers:  # interrupted writes of an earlier run
+        left.mkdir(parents=True)
+    (out / ".checkpoint.x1y2.tmp.pt").write_bytes(b"half")
     train_model(pills_preprocessed, tiny_params(tmp_path, num_epochs=2))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     before = {n: _weights(out / n) for n in ("best", "final")}
     assert not (out / STAGING_DIR).exists()
 
