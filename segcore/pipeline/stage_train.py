@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,23 +51,9 @@ def run_train(
         )
     launcher_run = launcher_run_id()
     launching = rank is None and p.nproc > 1
-    start = (
-        tracking.resume_run(
-            params,
-            workdir,
-            run_file,
-            tags=tags,
-            run_id=launcher_run,
-            lazy=resume,
-            close_others=launcher_run is None,
-        )
-        if resume or launcher_run
-        else tracking.start_run(params, workdir, tags=tags, run_file=run_file)
-    )
+    start = _open_run(params, workdir, run_file, tags, resume, launcher_run)
     with start as run:
-        if not (resume or launcher_run):
-            run.save_started(run_file)
-        if launching:  # rank 0 marks the run RUNNING once training starts
+        if launching:  # the ranks train; rank 0 logs into this run
             launch(p.nproc, Path(workdir), resume, params, run.run_id)
             return StageResult(f"Train: {p.nproc} processes (torchrun) -> {p.out_dir}", None)
         result = train_model(
@@ -84,3 +71,36 @@ def run_train(
         f"(MLflow run {run.run_id}) -> {written}",
         result,
     )
+
+
+def _open_run(
+    params: Params,
+    workdir: str | os.PathLike[str],
+    run_file: Path,
+    tags: Mapping[str, str] | None,
+    resume: bool,
+    launcher_run: str | None,
+) -> contextlib.AbstractContextManager[tracking.TrackedRun]:
+    """The MLflow run of this training: the launcher's (a torchrun rank 0), the one in the
+    run file (``--resume``; its status changes only once training starts), or a new one,
+    recorded in the run file as started."""
+    if resume or launcher_run:
+        return tracking.resume_run(
+            params,
+            workdir,
+            run_file,
+            tags=tags,
+            run_id=launcher_run,
+            lazy=resume,
+            close_others=launcher_run is None,
+        )
+    return _started(tracking.start_run(params, workdir, tags=tags, run_file=run_file), run_file)
+
+
+@contextlib.contextmanager
+def _started(
+    start: contextlib.AbstractContextManager[tracking.TrackedRun], run_file: Path
+) -> Iterator[tracking.TrackedRun]:
+    with start as run:
+        run.save_started(run_file)
+        yield run
