@@ -10,9 +10,11 @@ errors; training never retries. All computation lives in segcore.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,39 @@ def stage_function(stage: str, params: Params) -> Callable[..., StageResult[Any]
     return STAGES[stage]
 
 
+class _Forward(logging.Handler):
+    """Hands records of segcore's loggers to the task's run logger."""
+
+    def __init__(self, target: logging.Logger | logging.LoggerAdapter) -> None:
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.log(record.levelno, "%s", record.getMessage())
+
+
+@contextlib.contextmanager
+def segcore_logs_to(target: logging.Logger | logging.LoggerAdapter) -> Iterator[None]:
+    """While the body runs, segcore's INFO records (e.g. ``segcore.train``'s line per epoch)
+    go to ``target``, the task's run logger: the flow run's log in Prefect's UI shows them.
+
+    A handler bridge rather than Prefect's ``PREFECT_LOGGING_EXTRA_LOGGERS``, which is read
+    once when Prefect sets up logging and so depends on the environment the worker had.
+    """
+    segcore_logger = logging.getLogger("segcore")
+    handler, level = _Forward(target), segcore_logger.level
+    propagate, segcore_logger.propagate = segcore_logger.propagate, False  # shown once
+    segcore_logger.addHandler(handler)
+    if segcore_logger.getEffectiveLevel() > logging.INFO:
+        segcore_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        segcore_logger.removeHandler(handler)
+        segcore_logger.setLevel(level)
+        segcore_logger.propagate = propagate
+
+
 @task(
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -86,7 +121,8 @@ def run_stage(
     logger = get_run_logger()
     fn = stage_function(stage, params)
     kwargs = {"tags": tags} if stage in TRACKED_STAGES else {}
-    outcome, result = pipeline.run(stage, lambda: fn(params, pipeline.root, **kwargs))
+    with segcore_logs_to(logger):
+        outcome, result = pipeline.run(stage, lambda: fn(params, pipeline.root, **kwargs))
     if outcome.status == "skipped":
         logger.info("%s: up to date, skipped", stage)
     else:

@@ -10,6 +10,7 @@ traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -241,8 +242,9 @@ def infer(
     Without a params.yaml in the working directory the infer defaults apply."""
     from segcore.common.errors import EXIT_PARTIAL_FAILURE
     from segcore.infer.apply import load_model
-    from segcore.infer.files import run_inference
+    from segcore.infer.files import check_out_dir, run_inference
 
+    check_out_dir(out_dir)  # before the model is loaded
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
     default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
     p = overrides.apply(InferParams() if default_missing else _params(params_file).infer)
@@ -378,6 +380,8 @@ def main() -> None:
     from segcore.common.images import quiet_opencv
 
     quiet_opencv()
+    # SIGTERM (timeout, Docker, Kubernetes, Prefect) unwinds like Ctrl-C: runs are closed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except SegcoreError as err:

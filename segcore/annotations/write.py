@@ -22,6 +22,7 @@ import numpy as np
 
 from segcore.annotations.checks import PlannedImage
 from segcore.annotations.shapes import rasterise
+from segcore.common.io import umask_mode
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def staged_folder(out_dir: Path, overwrite: bool) -> Iterator[Path]:
     it is deleted and ``out_dir`` is untouched."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp.chmod(umask_mode(0o777))  # mkdtemp makes 0700: readers need what mkdir gives
     try:
         yield tmp
         _put_in_place(tmp, out_dir, overwrite)

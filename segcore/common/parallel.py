@@ -9,6 +9,12 @@ Workers are started with ``forkserver`` (``spawn`` where that is missing), never
 plain ``fork``: forking a process whose OpenCV, OpenMP or Python threads have run can
 deadlock the child. They start once per :class:`WorkerPool` and serve every ``map``.
 
+Workers die with the process that started them: a SIGTERM (``timeout``, Docker,
+Kubernetes, Prefect cancellation) of that process, when it uses the pool from its main
+thread, stops the workers and exits with 143; a SIGKILL takes the forkserver and the
+workers down through a parent-death signal (segcore.common.lifeline), and the resource
+tracker ends once they are gone.
+
 Stages that accept a :class:`JobMap` can run their jobs elsewhere instead: ``pool.map`` is
 one, and a cluster is another (``flows.cluster`` sends :func:`shards` of the jobs as
 Prefect tasks to Dask or Ray, each running :func:`run_shard`).
@@ -16,13 +22,17 @@ Prefect tasks to Dask or Ray, each running :func:`run_shard`).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from types import FrameType, TracebackType
+from typing import Any, Protocol, Self, TypeVar
 
+from segcore.common.lifeline import PARENT_ENV, alive, die_with_parent
 from segcore.common.progress import make_progress
 
 J = TypeVar("J")
@@ -79,6 +89,20 @@ def run_shard(
     return [fn(job) for job in shard]
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM in the pool's process: unwind (the pool stops its workers), exit 143."""
+    raise SystemExit(128 + signum)
+
+
+def _worker_start(main_pid: int, initializer: Callable[[], None] | None) -> None:
+    """First thing in a worker: die with its parent, and not outlive the pool's process."""
+    die_with_parent()
+    if not alive(main_pid):
+        os._exit(1)
+    if initializer is not None:
+        initializer()
+
+
 class WorkerPool:
     """Worker processes (started on first use); ``workers=1`` runs jobs in this process.
 
@@ -106,6 +130,7 @@ class WorkerPool:
         self._initializer = initializer
         self._in_process = in_process
         self._executor: ProcessPoolExecutor | None = None
+        self._previous_sigterm: Any = None
 
     def __enter__(self) -> Self:
         return self
@@ -117,17 +142,30 @@ class WorkerPool:
         tb: TracebackType | None,
     ) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            interrupted = exc_type is not None and not issubclass(exc_type, Exception)
+            if interrupted:  # SIGTERM, Ctrl-C: stop the workers instead of waiting for them
+                for process in list(getattr(self._executor, "_processes", {}).values()):
+                    process.terminate()
+            self._executor.shutdown(wait=not interrupted, cancel_futures=True)
             self._executor = None
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             methods = multiprocessing.get_all_start_methods()
             method = "forkserver" if "forkserver" in methods else "spawn"
+            context = multiprocessing.get_context(method)
+            os.environ[PARENT_ENV] = str(os.getpid())
+            if method == "forkserver":
+                context.set_forkserver_preload(["__main__", "segcore.common.forkserver_guard"])
+            if threading.current_thread() is threading.main_thread():
+                self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
             self._executor = ProcessPoolExecutor(
                 self.workers,
-                mp_context=multiprocessing.get_context(method),
-                initializer=self._initializer,
+                mp_context=context,
+                initializer=functools.partial(_worker_start, os.getpid(), self._initializer),
             )
         return self._executor
 

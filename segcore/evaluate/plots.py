@@ -142,11 +142,21 @@ def plot_class_measures(
     _save(fig, path)
 
 
-def _curve_groups(history: pd.DataFrame) -> dict[str, list[str]]:
+COUNTER_COLUMNS = frozenset({"epoch", "step", "iteration"})
+"""History columns that count (the x axis, updates done): never drawn as curves."""
+
+
+def curve_groups(history: pd.DataFrame) -> dict[str, list[str]]:
+    """The panels of :func:`plot_training_curves` and the history columns each draws.
+
+    Counters (:data:`COUNTER_COLUMNS`) are left out: ``step`` (0-400) on the measures'
+    0-1 axis would flatten every measure."""
     numeric = [
         c
         for c in history.columns
-        if c != "epoch" and pd.api.types.is_numeric_dtype(history[c]) and history[c].notna().any()
+        if c.lower() not in COUNTER_COLUMNS
+        and pd.api.types.is_numeric_dtype(history[c])
+        and history[c].notna().any()
     ]
     groups: dict[str, list[str]] = {"loss": [], "measures": [], "learning rate": [], "time": []}
     for col in numeric:
@@ -172,7 +182,7 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike[str]) ->
     Returns:
         ``False`` (and nothing written) when there is nothing to plot.
     """
-    groups = _curve_groups(history)
+    groups = curve_groups(history)
     if history.empty or not groups:
         return False
     x = (

@@ -177,6 +177,25 @@ def _out_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, after checking it can be a folder.
+
+    Raises:
+        SegcoreError: it is an existing file, or lies under one.
+    """
+    out = Path(out_dir)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"lies under the file {folder}"
+                raise SegcoreError(
+                    f"--out {out}: {where}, not a folder; pass a folder path for the outputs "
+                    "(it is created when missing)"
+                )
+            break
+    return out
+
+
 def run_inference(
     model: SegModel,
     inputs: Sequence[str | os.PathLike[str]],
@@ -201,9 +220,10 @@ def run_inference(
             reported and skipped (``infer.max_image_pixels``).
 
     Raises:
-        SegcoreError: no input image found at all, or another run writes into ``out_dir``.
+        SegcoreError: no input image found at all, ``out_dir`` is a file, or another run
+            writes into ``out_dir``.
     """
-    out = Path(out_dir)
+    out = check_out_dir(out_dir)
     files, missing = collect_inputs(inputs, out)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     if not files:

@@ -2,8 +2,9 @@
 
 ``model.safetensors`` holds the weights (safetensors: loading never unpickles) and
 ``model.json`` the architecture, class ids and names, ignore ids, the preprocessing
-parameters and a training summary. A bundle is written into a temporary directory that
-then replaces the old one, so a reader never sees weights and config of different runs.
+parameters and a training summary. A bundle is written into a temporary directory, flushed
+to disk, then swapped with the old one in one step (segcore.common.io.replace_dir), so a
+reader never sees weights and config of different runs, nor no bundle at all.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from torch import nn
 
 from segcore.common.constants import BUNDLE_CONFIG, BUNDLE_WEIGHTS
 from segcore.common.errors import SegcoreError
+from segcore.common.io import make_temp_dir, replace_dir
 from segcore.model.config import (
     BUNDLE_FORMAT,
     BundleConfig,
@@ -64,26 +65,15 @@ def save_bundle(directory: str | os.PathLike[str], model: nn.Module, config: Bun
         **config.architecture,
     }
     meta = {"format": BUNDLE_FORMAT, **asdict(config), "architecture": arch}
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()  # not mkdtemp: the bundle gets the usual (umask) permissions
+    tmp = make_temp_dir(directory)
     try:
         save_file(state, str(tmp / BUNDLE_WEIGHTS), metadata={"format": BUNDLE_FORMAT})
         text = json.dumps(meta, indent=2, default=json_default) + "\n"
         (tmp / BUNDLE_CONFIG).write_text(text, encoding="utf-8")
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` onto ``dst``: the old directory is renamed away first, then removed."""
-    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex}"
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_bundle(

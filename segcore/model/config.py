@@ -53,7 +53,9 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
     """Read ``model.json`` of a bundle.
 
     Raises:
-        BundleError: missing, not JSON, or lacking keys.
+        BundleError: missing, not JSON, lacking keys, or holding values that do not fit
+            (class ids that are not integers, fewer or more names than ids, preprocessing
+            parameters that are not valid ``preprocess.param``).
     """
     path = Path(directory) / BUNDLE_CONFIG
     fix = "train a model (`segcore train`) or pass a bundle folder such as models/best"
@@ -72,7 +74,53 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
     missing = [n for n in names if n not in meta and n not in optional]
     if missing:
         raise BundleError(f"{path}: lacks {', '.join(missing)}; {fix}")
+    problems = _value_problems(meta)
+    if problems:
+        raise BundleError(
+            f"{path}: {'; '.join(problems)}. The file was edited or written by another "
+            f"program: restore it from the training's model.json, or {fix}"
+        )
     return BundleConfig(**{n: meta[n] for n in names if n in meta})
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+
+
+def _value_problems(meta: dict[str, Any]) -> list[str]:
+    """What is wrong with the values of ``model.json`` (empty: nothing)."""
+    from pydantic import ValidationError
+
+    from segcore.params import PreprocessParams
+
+    problems = []
+    ids, names = meta["class_ids"], meta["class_names"]
+    if not _is_int_list(ids) or not ids:
+        problems.append(f"class_ids must be a non-empty list of integers, not {ids!r}")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append(f"class_names must be a list of strings, not {names!r}")
+    elif isinstance(ids, list) and len(names) != len(ids):
+        problems.append(
+            f"{len(names)} class_names for {len(ids)} class_ids (one name per id, same order)"
+        )
+    if not _is_int_list(meta["ignore_class_ids"]):
+        problems.append(
+            f"ignore_class_ids must be a list of integers, not {meta['ignore_class_ids']!r}"
+        )
+    if not isinstance(meta["architecture"], dict):
+        problems.append(f"architecture must be an object, not {meta['architecture']!r}")
+    try:
+        PreprocessParams.model_validate(meta["preprocess_param"])
+    except ValidationError as err:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'the value'}: {e['msg']}" for e in err.errors()
+        )
+        problems.append(f"preprocess_param is not valid ({detail})")
+    except ValueError as err:
+        problems.append(f"preprocess_param is not valid ({err})")
+    return problems
 
 
 def json_default(obj: Any) -> Any:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from segcore.params import Params
 from segcore.pipeline.result import StageResult, stage_path
 from segcore.tracking import run as tracking
-from segcore.train.launch import continues_launcher_run, launch, torchrun_rank
+from segcore.train.launch import launch, launcher_run_id, torchrun_rank
 from segcore.train.loop import train_model
 
 
@@ -21,8 +22,14 @@ def run_train(
     tags: Mapping[str, str] | None = None,
     resume: bool = False,
 ) -> StageResult[Any]:
-    """Train (``train`` section), tracked in an MLflow run whose id goes to
-    ``<train.out_dir>/mlflow_run.json`` first thing.
+    """Train (``train`` section), tracked in an MLflow run.
+
+    ``<train.out_dir>/mlflow_run.json`` (segcore.tracking.run_file) names the run that owns
+    the checkpoint: a new run is recorded there as started first thing, and as the owner
+    right after its first checkpoint, so a kill before that leaves the previous run's id
+    beside the previous checkpoint. Runs the file names that a killed process left
+    RUNNING are marked KILLED by the next training or ``--resume``. A refused ``--resume``
+    (e.g. all epochs trained already) leaves the run's status as it was.
 
     With ``train.nproc > 1`` (and not already under ``torchrun``) the ranks are started
     with ``torchrun``; each runs ``segcore train``, and rank 0 logs into this run. Under
@@ -42,16 +49,12 @@ def run_train(
         return StageResult(
             "", train_model(dataset, p, out_dir=out_dir, history_path=history, resume=resume)
         )
-    continued = resume or continues_launcher_run()
-    start = (
-        tracking.resume_run(params, workdir, run_file, tags=tags)
-        if continued
-        else tracking.start_run(params, workdir, tags=tags)
-    )
+    launcher_run = launcher_run_id()
+    launching = rank is None and p.nproc > 1
+    start = _open_run(params, workdir, run_file, tags, resume, launcher_run)
     with start as run:
-        run.save(run_file)
-        if rank is None and p.nproc > 1:
-            launch(p.nproc, Path(workdir), resume, params)
+        if launching:  # the ranks train; rank 0 logs into this run
+            launch(p.nproc, Path(workdir), resume, params, run.run_id)
             return StageResult(f"Train: {p.nproc} processes (torchrun) -> {p.out_dir}", None)
         result = train_model(
             dataset,
@@ -59,7 +62,7 @@ def run_train(
             out_dir=out_dir,
             history_path=history,
             resume=resume,
-            callbacks=[run.callback()],
+            callbacks=[run.callback(run_file)],
         )
     best = "n/a" if result.best_value is None else f"{result.best_value:.4f}"
     written = ", ".join(str(path) for path in result.bundles.values()) or "none"
@@ -68,3 +71,36 @@ def run_train(
         f"(MLflow run {run.run_id}) -> {written}",
         result,
     )
+
+
+def _open_run(
+    params: Params,
+    workdir: str | os.PathLike[str],
+    run_file: Path,
+    tags: Mapping[str, str] | None,
+    resume: bool,
+    launcher_run: str | None,
+) -> contextlib.AbstractContextManager[tracking.TrackedRun]:
+    """The MLflow run of this training: the launcher's (a torchrun rank 0), the one in the
+    run file (``--resume``; its status changes only once training starts), or a new one,
+    recorded in the run file as started."""
+    if resume or launcher_run:
+        return tracking.resume_run(
+            params,
+            workdir,
+            run_file,
+            tags=tags,
+            run_id=launcher_run,
+            lazy=resume,
+            close_others=launcher_run is None,
+        )
+    return _started(tracking.start_run(params, workdir, tags=tags, run_file=run_file), run_file)
+
+
+@contextlib.contextmanager
+def _started(
+    start: contextlib.AbstractContextManager[tracking.TrackedRun], run_file: Path
+) -> Iterator[tracking.TrackedRun]:
+    with start as run:
+        run.save_started(run_file)
+        yield run

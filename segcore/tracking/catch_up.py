@@ -17,13 +17,8 @@ import pandas as pd
 
 from segcore.common.constants import METRICS_FILE, REGISTRY_FILE
 from segcore.params import Params
-from segcore.tracking.run import (
-    MODEL_NAME,
-    TrackedRun,
-    TrackingError,
-    history_metric_name,
-    metric_name,
-)
+from segcore.tracking.names import history_metric_name, metric_name
+from segcore.tracking.run import MODEL_NAME, TrackedRun, TrackingError
 
 log = logging.getLogger(__name__)
 

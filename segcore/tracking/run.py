@@ -23,12 +23,12 @@ Run names: ``<model>-<UTC time>``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,13 +36,23 @@ from typing import TYPE_CHECKING, Any
 
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_json_atomic
-from segcore.params import Params, TrackingParams, flatten
+from segcore.params import Params
 from segcore.tracking.lineage import lineage_tags
 from segcore.tracking.mlflow_model import log_pyfunc_model
+from segcore.tracking.names import metric_name, params_to_log
+from segcore.tracking.run_file import close_abandoned, read_run_file
 from segcore.tracking.store import check_store, is_store_unreachable, unless_store_lost
+from segcore.tracking.where import DB_FILE as DB_FILE  # re-exported: the default store
+from segcore.tracking.where import (
+    artifact_location,
+    find_repo_root,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from segcore.tracking.callback import MLflowCallback
 
 _NOTHING_DONE = "Nothing was trained or logged."
 _FILES_KEPT = (
@@ -53,10 +63,6 @@ _TRAINING_GOES_ON = "training goes on; `segcore register` logs the history file'
 _RUN_LEFT_OPEN = "the run stays open; `segcore register` completes it from the files on disk"
 RUN_FILE = "mlflow_run.json"
 """File in ``train.out_dir`` that names the MLflow run of that training."""
-DB_FILE = "mlflow.db"
-"""Default store, in the repository root."""
-ARTIFACTS_DIR = "mlartifacts"
-"""Artifact folder beside a sqlite store (new experiments only)."""
 MODEL_NAME = "model"
 """Name of the logged pyfunc model inside a run."""
 TAG_FLOW_RUN = "prefect.flow_run_id"
@@ -64,7 +70,6 @@ TAG_FLOW_RUN = "prefect.flow_run_id"
 
 _MAX_BATCH = 100
 _MAX_PARAM_LEN = 6000
-_BAD_NAME_CHARS = re.compile(r"[^\w.\- /]")
 
 
 class TrackingError(SegcoreError):
@@ -74,61 +79,15 @@ class TrackingError(SegcoreError):
 # --------------------------------------------------------------------------- where
 
 
-def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
-    """The nearest folder at or above ``start`` holding ``.dvc`` or ``.git`` (else ``start``)."""
-    start_path = Path(start).resolve()
-    for folder in (start_path, *start_path.parents):
-        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
-            return folder
-    return start_path
-
-
-def resolve_tracking_uri(tracking: TrackingParams, root: str | os.PathLike[str]) -> str:
-    """The tracking URI: ``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else
-    ``sqlite:///<root>/mlflow.db``; relative sqlite paths are made absolute against ``root``."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    uri = tracking.tracking_uri or f"sqlite:///{DB_FILE}"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + (Path(root).resolve() / uri[len(prefix) :]).as_posix()
-    return uri
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Artifacts of a sqlite store go beside the database; servers choose their own."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        return (Path(uri[len(prefix) :]).parent / ARTIFACTS_DIR).resolve().as_uri()
-    return None
-
-
-def metric_name(*parts: str) -> str:
-    """Join name parts with ``/``, replacing characters MLflow does not accept by ``_``."""
-    return "/".join(_BAD_NAME_CHARS.sub("_", str(p)) for p in parts)
-
-
-def history_metric_name(column: str) -> str:
-    """MLflow name of a training-history column: ``val_mean_iou`` -> ``validation/mean_iou``,
-    ``val_iou_crack`` -> ``validation/class_iou/crack`` (as the test split's), others
-    ``train/<column>``."""
-    if column.startswith("val_iou_"):
-        return metric_name("validation", "class_iou", column.removeprefix("val_iou_"))
-    if column.startswith("val_"):
-        return metric_name("validation", column.removeprefix("val_"))
-    return metric_name("train", column)
-
-
-def params_to_log(params: Params) -> dict[str, Any]:
-    """Every leaf of ``params.yaml`` under its YAML key (``register.model_name``, ...)."""
-    out: dict[str, Any] = {}
-    for name, field in type(params).model_fields.items():
-        out.update(flatten(getattr(params, name), f"{field.alias or name}."))
-    return out
-
-
 # --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Lifecycle:
+    """Whether the run was set RUNNING by this process, and its status before."""
+
+    started: bool = True
+    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +105,7 @@ class TrackedRun:
     run_id: str
     experiment_id: str
     tracking_uri: str
+    lifecycle: _Lifecycle = dataclasses.field(default_factory=lambda: _Lifecycle(), compare=False)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values as strings, cut to MLflow's 6000 characters)."""
@@ -241,45 +201,31 @@ class TrackedRun:
         )
         return Path(path)
 
-    def callback(self) -> MLflowCallback:
-        """A training callback that logs into this run."""
-        return MLflowCallback(self)
+    def save_started(self, path: str | os.PathLike[str]) -> Path:
+        """Record in ``path`` that this run started, keeping the run it names: that run
+        still owns the checkpoint until this one writes its first (:meth:`save` then)."""
+        ref = read_run_file(Path(path)) or {}
+        write_json_atomic(path, {**ref, "started_run_id": self.run_id})
+        return Path(path)
+
+    def mark_running(self) -> None:
+        """RUNNING now, for a run opened with ``lazy`` status (see :func:`resume_run`)."""
+        if not self.lifecycle.started:
+            self.lifecycle.started = True
+            set_running = lambda: self.client.update_run(self.run_id, status="RUNNING")  # noqa: E731
+            unless_store_lost(set_running, _RUN_LEFT_OPEN)
+
+    def callback(self, run_file: str | os.PathLike[str] | None = None) -> MLflowCallback:
+        """A training callback that logs into this run (and names it in ``run_file`` once
+        the training wrote its first checkpoint)."""
+        from segcore.tracking.callback import MLflowCallback
+
+        return MLflowCallback(self, run_file)
 
 
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:_MAX_PARAM_LEN]
-
-
-class MLflowCallback:
-    """Training callback (``segcore.train.loop`` protocol) that logs into a :class:`TrackedRun`.
-
-    ``on_train_start`` sets the info as ``train.<key>`` tags, ``on_epoch_end`` logs the
-    epoch's history row with ``step = epoch`` (names: :func:`history_metric_name`).
-    """
-
-    def __init__(self, run: TrackedRun) -> None:
-        self.run = run
-        self.lost: str | None = None
-        """Why logging stopped: the store stopped answering (training goes on; see
-        :mod:`segcore.tracking.catch_up`)."""
-
-    def on_train_start(self, info: Mapping[str, Any]) -> None:
-        self._log(
-            lambda: self.run.set_tags({f"train.{k}": _param_value(v) for k, v in info.items()})
-        )
-
-    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        row = {history_metric_name(k): v for k, v in metrics.items() if k not in ("epoch", "step")}
-        self._log(lambda: self.run.log_metrics(row, step=int(epoch)))
-
-    def _log(self, log_it: Callable[[], None]) -> None:
-        """Log, unless the store was lost: a lost store ends the logging, not the training."""
-        if self.lost is None:
-            self.lost = unless_store_lost(log_it, _TRAINING_GOES_ON)
-
-    def on_train_end(self, result: Any) -> None:
-        """Nothing to add: the bundles are logged by the evaluate stage."""
 
 
 def _client_and_experiment(params: Params, root: Path, hint: str) -> tuple[MlflowClient, str, str]:
@@ -295,7 +241,7 @@ def _client_and_experiment(params: Params, root: Path, hint: str) -> tuple[Mlflo
         if experiment is not None:
             return client, experiment.experiment_id, uri
         try:
-            return client, client.create_experiment(name, _artifact_location(uri)), uri
+            return client, client.create_experiment(name, artifact_location(uri)), uri
         except MlflowException:  # created meanwhile by a concurrent stage
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -326,14 +272,30 @@ def _new_run(
 
 
 @contextlib.contextmanager
-def _lifecycle(run: TrackedRun) -> Iterator[TrackedRun]:
-    """RUNNING while the body runs, then FINISHED, or FAILED when it raises; a store that
-    stopped answering leaves the run open instead of failing work that is done."""
-    run.client.update_run(run.run_id, status="RUNNING")
+def _lifecycle(run: TrackedRun, lazy: bool = False) -> Iterator[TrackedRun]:
+    """RUNNING while the body runs, then FINISHED, or FAILED when it raises (KILLED when
+    interrupted: Ctrl-C, SIGTERM through the command line); a store that
+    stopped answering leaves the run open instead of failing work that is done.
+
+    ``lazy``: the run turns RUNNING only at :meth:`TrackedRun.mark_running`; when the body
+    raises before, the status is left as it was (a refused ``train --resume`` does not fail
+    the finished run), except that a run left RUNNING by a killed process becomes KILLED."""
+    if lazy:
+        run.lifecycle.started = False
+        run.lifecycle.previous = run.client.get_run(run.run_id).info.status
+    else:
+        run.client.update_run(run.run_id, status="RUNNING")
     try:
         yield run
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM
+        if run.lifecycle.started or run.lifecycle.previous == "RUNNING":
+            _terminate(run, "KILLED")
+        raise
     except BaseException:
-        _terminate(run, "FAILED")
+        if run.lifecycle.started:
+            _terminate(run, "FAILED")
+        elif run.lifecycle.previous == "RUNNING":
+            _terminate(run, "KILLED")
         raise
     _terminate(run, "FINISHED")
 
@@ -344,7 +306,11 @@ def _terminate(run: TrackedRun, status: str) -> None:
 
 @contextlib.contextmanager
 def start_run(
-    params: Params, root: str | os.PathLike[str], *, tags: Mapping[str, str] | None = None
+    params: Params,
+    root: str | os.PathLike[str],
+    *,
+    tags: Mapping[str, str] | None = None,
+    run_file: str | os.PathLike[str] | None = None,
 ) -> Iterator[TrackedRun]:
     """A new MLflow run with every param and the lineage tags; FAILED if the body raises.
 
@@ -353,9 +319,13 @@ def start_run(
         root: a folder in the repository; its root (:func:`find_repo_root`) holds the
             default store, git and ``dvc.lock``.
         tags: further tags, e.g. :data:`TAG_FLOW_RUN`.
+        run_file: the train stage's run file: runs it names that are still RUNNING were
+            left by a killed process and are marked KILLED.
     """
     root_path = find_repo_root(root)
     client, experiment_id, uri = _client_and_experiment(params, root_path, _NOTHING_DONE)
+    if run_file is not None:
+        close_abandoned(client, run_file)
     run = _new_run(client, experiment_id, uri, params, root_path, tags)
     with _lifecycle(run):
         yield run
@@ -368,13 +338,18 @@ def resume_run(
     run_file: str | os.PathLike[str],
     *,
     tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    lazy: bool = False,
+    close_others: bool = False,
 ) -> Iterator[TrackedRun]:
-    """Continue the run named in ``run_file`` (written by the train stage).
+    """Continue the run named in ``run_file`` (written by the train stage), or ``run_id``.
 
     ``tags`` are added where the run does not have them yet (the lineage stays that of
     the training). When the file is missing or its run is not in this store (e.g. a model
     trained elsewhere), a new run is started and tagged ``segcore.resumed = false``, so
-    nothing is lost. The run ends FINISHED, or FAILED if the body raises.
+    nothing is lost. The run ends FINISHED, or FAILED if the body raises (``lazy``: see
+    :func:`_lifecycle`). ``close_others``: other runs the file names that are still RUNNING
+    (a training killed before its first checkpoint) are marked KILLED.
     """
     from mlflow.exceptions import MlflowException
 
@@ -382,9 +357,9 @@ def resume_run(
     client, experiment_id, uri = _client_and_experiment(params, root_path, _FILES_KEPT)
     run: TrackedRun | None = None
     path = Path(run_file)
-    if path.is_file():
+    ref = {"run_id": run_id} if run_id else read_run_file(path)
+    if ref is not None:
         try:
-            ref = json.loads(path.read_text(encoding="utf-8"))
             info = client.get_run(str(ref["run_id"])).info
             run = TrackedRun(client, info.run_id, info.experiment_id, uri)
         except MlflowException as err:
@@ -396,8 +371,11 @@ def resume_run(
     if run is None:
         extra = {**(tags or {}), "segcore.resumed": "false", "segcore.missing_run_file": str(path)}
         run = _new_run(client, experiment_id, uri, params, root_path, extra)
+        lazy = False  # a run of its own: FAILED if the body raises
     elif tags:
         known = client.get_run(run.run_id).data.tags
         run.set_tags({k: v for k, v in tags.items() if k not in known})
-    with _lifecycle(run):
+    if close_others:
+        close_abandoned(client, path, keep=run.run_id)
+    with _lifecycle(run, lazy):
         yield run

@@ -10,6 +10,7 @@ states (as uint8 tensors) that shuffling, augmentation and the model draw from.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code.
+        raise DatasetError(
+            f"{path}: not a segcore checkpoint: it holds Python objects that a segcore "
+            "checkpoint never holds (only tensors and plain containers), so it is not loaded "
+            "(unpickling it could run code from the file); delete it or restore the checkpoint "
+            "of the run, or train without --resume"
+        ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as err:
         raise DatasetError(
             f"{path}: not a readable checkpoint ({str(err).splitlines()[0]}); "

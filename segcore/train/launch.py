@@ -19,7 +19,8 @@ from segcore.common.errors import SegcoreError
 from segcore.params import Params, dump_params
 
 RESUME_TRACKING_ENV = "SEGCORE_RESUME_TRACKING"
-"""Set for the ranks :func:`launch` starts: rank 0 continues the launcher's MLflow run."""
+"""Set for the ranks :func:`launch` starts to the launcher's MLflow run id: rank 0
+continues that run (the run file names it only after the first checkpoint)."""
 
 
 def torchrun_rank() -> int | None:
@@ -33,12 +34,13 @@ def is_main_process() -> bool:
     return torchrun_rank() in (None, 0)
 
 
-def continues_launcher_run() -> bool:
-    """Rank 0 of ranks started by :func:`launch`: it logs into the launcher's run."""
-    return torchrun_rank() == 0 and os.environ.get(RESUME_TRACKING_ENV) == "1"
+def launcher_run_id() -> str | None:
+    """Rank 0 of ranks started by :func:`launch`: the launcher's run id, to log into."""
+    run_id = os.environ.get(RESUME_TRACKING_ENV) or None
+    return run_id if torchrun_rank() == 0 else None
 
 
-def launch(nproc: int, workdir: Path, resume: bool, params: Params) -> None:
+def launch(nproc: int, workdir: Path, resume: bool, params: Params, run_id: str) -> None:
     """``torchrun --standalone --nproc_per_node=N -m segcore.cli train`` in ``workdir`` (one
     machine, a free rendezvous port).
 
@@ -52,12 +54,12 @@ def launch(nproc: int, workdir: Path, resume: bool, params: Params) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(dump_params(params))
     try:
-        _run_ranks(nproc, workdir, resume, Path(name))
+        _run_ranks(nproc, workdir, resume, Path(name), run_id)
     finally:
         Path(name).unlink(missing_ok=True)
 
 
-def _run_ranks(nproc: int, workdir: Path, resume: bool, params_file: Path) -> None:
+def _run_ranks(nproc: int, workdir: Path, resume: bool, params_file: Path, run_id: str) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -71,7 +73,7 @@ def _run_ranks(nproc: int, workdir: Path, resume: bool, params_file: Path) -> No
         str(params_file),
         *(["--resume"] if resume else []),
     ]
-    env = {**os.environ, RESUME_TRACKING_ENV: "1"}
+    env = {**os.environ, RESUME_TRACKING_ENV: run_id}
     proc = subprocess.run(cmd, cwd=workdir, env=env, check=False)
     if proc.returncode != 0:
         raise SegcoreError(

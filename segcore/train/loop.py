@@ -5,8 +5,10 @@ Per epoch the train split is reshuffled with a seeded generator and cut into
 accumulates ``batch_size_multiplier`` batches of the weighted cross-entropy
 (segcore.train.loss). Augmentation runs on the batch as tensor ops. The validation split is
 evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
-written when the comparison measure improves. After every epoch the history file and
-the checkpoint are rewritten, so ``resume=True`` continues exactly where a run stopped.
+written when the comparison measure improves. Bundles are staged in ``<out_dir>/.staging``
+and published when training ends (segcore.train.bundles), so an interrupted run never
+replaces the bundles of the previous one. After every epoch the history file and
+the checkpoint are rewritten (then the callbacks are called), so ``resume=True`` continues exactly where a run stopped.
 Under ``torchrun`` every rank trains its slice of each global batch
 (DistributedDataParallel); rank 0 alone writes and calls the callbacks.
 
@@ -16,10 +18,11 @@ Training code imports no tracking library: trackers plug in as :class:`TrainCall
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,20 +31,28 @@ import pandas as pd
 import torch
 from rich.progress import Progress, TaskID, TextColumn
 
-from segcore.common.constants import BUNDLE_CONFIG
 from segcore.common.errors import SegcoreError
 from segcore.common.io import write_text_atomic
 from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
-from segcore.model.bundle import save_bundle
 from segcore.params import TrainParams
 from segcore.train import distributed
 from segcore.train.augment import augment_batch
+from segcore.train.bundles import (
+    bundles_on_disk,
+    epoch_bundle,
+    prepare_staging,
+    publish_staged,
+    save_staged,
+)
 from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from segcore.train.loss import weighted_cross_entropy
 from segcore.train.setup import Run, prepare
 from segcore.train.solver import apply_values, solver_values
 from segcore.train.validation import history_measures, validation_measures
+
+log = logging.getLogger("segcore.train")
+"""One INFO line per epoch (rank 0): what a flow's log or a log file shows of a long run."""
 
 
 class TrainingError(SegcoreError):
@@ -167,6 +178,7 @@ class _Loop:
     bar: TaskID | None = None
     eval_seconds: float = 0.0
     measures: dict[str, Any] | None = None
+    started: float = 0.0
 
     def __post_init__(self) -> None:
         self.net: torch.nn.Module = self.run.model  # on its device, in its memory layout
@@ -187,8 +199,9 @@ class _Loop:
         )
 
     def start(self) -> None:
+        self.started = time.perf_counter()
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
                 cb.on_train_start(self.run.info)
 
@@ -205,7 +218,7 @@ class _Loop:
         if math.isfinite(value) and (run.best_value is None or value > run.best_value):
             run.best_value, run.best_epoch = float(value), epoch
             if "best" in p.serialization_strategies:
-                _save(self.out / "best", run, p, epoch, self.measures, self.ctx)
+                save_staged(self.out, "best", run, p, epoch, self.measures, self.ctx)
 
     def after_update(self, step: int, running_loss: torch.Tensor) -> None:
         steps = self.run.steps_per_epoch
@@ -244,16 +257,19 @@ class _Loop:
         assert self.progress is not None and self.bar is not None
         self.progress.update(self.bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
         if ctx.is_main:
+            log.info(_epoch_line(run, p, time.perf_counter() - self.started))
             _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
 
     def finish(self) -> TrainResult:
         """The ``final`` bundle, then the result (the bundles on disk, rank 0) to callbacks."""
         run, p, ctx, out = self.run, self.p, self.ctx, self.out
         if "final" in p.serialization_strategies:
-            _save(out / "final", run, p, run.epoch, run.final_measures, ctx)
+            save_staged(out, "final", run, p, run.epoch, run.final_measures, ctx)
+        if ctx.is_main:
+            publish_staged(out)
         distributed.barrier()
         result = TrainResult(
-            bundles=_bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
+            bundles=bundles_on_disk(out, p, run.epoch) if ctx.is_main else {},
             best_value=run.best_value,
             best_epoch=run.best_epoch,
             history=pd.DataFrame(run.history),
@@ -314,27 +330,17 @@ def _end_epoch(
     measures: dict[str, Any] | None,
     callbacks: Sequence[TrainCallback],
 ) -> None:
-    """Rank 0 after each epoch: history file, callbacks, bundles, then the checkpoint."""
+    """Rank 0 after each epoch: history file, bundles, the checkpoint, then callbacks (so
+    a callback sees the epoch's checkpoint on disk)."""
     _write_history(history_file, run.history)
+    if "current" in p.serialization_strategies:
+        save_staged(out, "current", run, p, run.epoch, measures, ctx)
+    if run.epoch in p.serialization_epochs:
+        save_staged(out, epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
+    save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
     row = run.history[-1]
     for cb in callbacks:
         cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
-    if "current" in p.serialization_strategies:
-        _save(out / "current", run, p, run.epoch, measures, ctx)
-    if run.epoch in p.serialization_epochs:
-        _save(out / _epoch_bundle(run.epoch), run, p, run.epoch, measures, ctx)
-    save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint_state(p))
-
-
-def _epoch_bundle(epoch: int) -> str:
-    return f"epoch_{epoch:03d}"
-
-
-def _bundles_on_disk(out: Path, p: TrainParams, epochs_done: int) -> dict[str, Path]:
-    """The bundles this run's strategies keep (also those written before a resume)."""
-    names = [s for s in ("best", "final", "current") if s in p.serialization_strategies]
-    names += [_epoch_bundle(e) for e in p.serialization_epochs if e <= epochs_done]
-    return {n: out / n for n in names if (out / n / BUNDLE_CONFIG).is_file()}
 
 
 def _batch(
@@ -366,27 +372,19 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
 
 
-def _save(
-    directory: Path,
-    run: Run,
-    p: TrainParams,
-    epoch: float,
-    measures: dict[str, Any] | None,
-    ctx: distributed.DistContext,
-) -> Path:
-    """Write a bundle (rank 0) with the training summary at ``epoch``."""
-    summary = {
-        "epoch": epoch,
-        "comparison_key": p.evaluation_comparison_key,
-        "best_value": run.best_value,
-        "best_epoch": run.best_epoch,
-        "measures": {k: v for k, v in (measures or {}).items() if k != "pixel_confusion_matrix"},
-        "processes": ctx.world_size,
-        "params": p.model_dump(mode="json"),
-    }
-    if not ctx.is_main:
-        return directory
-    return save_bundle(directory, run.model, replace(run.config, training_summary=summary))
+def _epoch_line(run: Run, p: TrainParams, elapsed: float) -> str:
+    """``epoch 3/40: loss 0.4123, val mean_iou 0.6012, lr 0.001, 12.3 s, ETA 7m24s``."""
+    row = run.history[-1]
+    key = p.evaluation_comparison_key
+    value = row.get(f"val_{key}")
+    measure = f"val {key} {value:.4f}" if _is_number(value) else f"val {key} -"
+    done = run.epoch - run.first_epoch
+    eta = round(elapsed / max(done, 1) * (p.num_epochs - run.epoch))
+    return (
+        f"epoch {run.epoch}/{p.num_epochs}: loss {row['loss']:.4f}, {measure}, "
+        f"lr {row['learning_rate']:.3g}, {row['seconds'] + row['eval_seconds']:.1f} s, "
+        f"ETA {eta // 3600}h{eta // 60 % 60:02d}m{eta % 60:02d}s"
+    )
 
 
 def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
@@ -394,6 +392,6 @@ def _nan_message(epoch: int, loss: float, p: TrainParams) -> str:
         f"epoch {epoch}: the training loss became {loss} (not a finite number). Likely causes: "
         f"learning_rate {p.learning_rate} is too high for solver {p.solver_type} (try a "
         "tenth of it); class weights too large (lower preprocess.class_weights.max_weight); "
-        "or a change strategy that raises the learning rate. Bundles written so far are kept; "
-        "fix the parameter and train again"
+        "or a change strategy that raises the learning rate. The published bundles are the "
+        "previous run's (this run's are in out_dir/.staging); fix the parameter and train again"
     )

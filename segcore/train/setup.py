@@ -4,7 +4,8 @@
 a checkpoint when resuming, and raises every problem it finds (empty train split, a
 batch larger than the split, an input size the architecture cannot take, label values
 that do not match the class list, missing weight images, a checkpoint of another model)
-before any training starts.
+before any training starts. The input size (``preprocess.param`` of the dataset) is
+checked against the architecture first, before any sample is read.
 """
 
 from __future__ import annotations
@@ -115,13 +116,10 @@ def prepare(
     p = params
     preprocess = dict(ds.preprocess_param or {})
     ignore = [int(i) for i in preprocess.get("ignore_class_ids", [])]
-    global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
-    train, val = _load_splits(ds, p, where, ignore, global_batch, ctx.world_size)
-    layout = torch.channels_last if p.channels_last else torch.contiguous_format
-    # On the training device and in the network's memory layout once: a batch is then
-    # an index gather that keeps both, with no copy or conversion per step.
-    train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
-    channels = train.image_size[0]
+    # The model first, checked on the stated input size: an input size the architecture
+    # cannot take is refused before any sample is read.
+    channels = int(preprocess.get("image_num_channels", 3))
+    size = (int(preprocess.get("image_height", 0)), int(preprocess.get("image_width", 0)))
     torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
     arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
     model = create_model(
@@ -132,7 +130,16 @@ def prepare(
         encoder_weights=p.encoder_weights,
         **p.model_kwargs,
     )
-    check_input_size(model, *train.image_size[1:], channels)
+    if all(size):
+        check_input_size(model, *size, channels)
+    global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
+    train, val = _load_splits(ds, p, where, ignore, global_batch, ctx.world_size)
+    if train.image_size != (channels, *size):
+        check_input_size(model, *train.image_size[1:], train.image_size[0])
+    layout = torch.channels_last if p.channels_last else torch.contiguous_format
+    # On the training device and in the network's memory layout once: a batch is then
+    # an index gather that keeps both, with no copy or conversion per step.
+    train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
     config = BundleConfig(
         arch,

@@ -9,6 +9,7 @@ tests, which run in file order: later ones change the repository.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
@@ -88,6 +89,33 @@ def test_flow_publishes_measures_table_and_report(flow_run: dict) -> None:
     assert "mean_iou" in str(by_key["segcore-evaluation-measures"].data)
     report = str(by_key["segcore-report"].data)
     assert "| train | ran |" in report and "Evaluation on the test split" in report
+
+
+def test_flow_log_shows_one_line_per_training_epoch(flow_run: dict) -> None:
+    import asyncio
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs go to the API in batches
+
+    async def read() -> list:
+        ids = LogFilterFlowRunId(any_=[UUID(flow_run["flow_run_id"])])
+        async with get_client() as client:
+            return await client.read_logs(LogFilter(flow_run_id=ids))
+
+    deadline = time.monotonic() + 30
+    epochs: list[str] = []
+    num_epochs = load_params(flow_run["repo"] / "params.yaml").train.num_epochs
+    while len(epochs) < num_epochs and time.monotonic() < deadline:
+        epochs = [log.message for log in asyncio.run(read()) if log.message.startswith("epoch ")]
+        time.sleep(0.5)
+    assert [m.split(":")[0] for m in epochs] == [
+        f"epoch {e}/{num_epochs}" for e in range(1, num_epochs + 1)
+    ]
+    assert all("loss" in m and "ETA" in m for m in epochs)
 
 
 def test_mlflow_run_holds_params_epoch_metrics_model_and_lineage(flow_run: dict) -> None:

@@ -70,10 +70,14 @@ NOT_OUTPUT_CODE = {
     "segcore/common/errors.py",  # messages
     "segcore/common/progress.py",  # progress bars
     "segcore/common/parallel.py",  # where jobs run: the files are the same (test_preprocess.py)
+    "segcore/common/lifeline.py",  # workers dying with their parent
     # parsing; the values are DVC params (params.yaml has every key)
     *(p.relative_to(ROOT).as_posix() for p in (ROOT / "segcore" / "params").glob("*.py")),
     "segcore/tracking/run.py",  # MLflow bookkeeping (a dep of register, which decides by it)
     "segcore/tracking/store.py",
+    "segcore/tracking/run_file.py",
+    "segcore/tracking/names.py",
+    "segcore/tracking/where.py",
     "segcore/tracking/catch_up.py",
     "segcore/tracking/lineage.py",
     "segcore/tracking/mlflow_model.py",
