@@ -208,9 +208,12 @@ def test_saturation_blends_with_the_grey_image_by_a_factor_in_range() -> None:
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     grey = (image * luma).sum(1, keepdim=True)
     assert torch.allclose((out * luma).sum(1, keepdim=True), grey, atol=1e-3)  # grey kept
-    factor = (out - grey)[:, 0] / (image - grey)[:, 0]
-    assert torch.allclose(factor, factor[:, :1, :1].expand_as(factor), atol=1e-2)
-    _spread(factor[:, 0, 0] - 1, 0.4)
+    # One factor per sample (least squares over its pixels; a per-pixel ratio is unstable
+    # where a pixel is nearly grey), and every pixel on that factor's line.
+    chroma, moved = image - grey, out - grey
+    factor = (moved * chroma).sum((1, 2, 3)) / (chroma * chroma).sum((1, 2, 3))
+    assert torch.allclose(moved, factor.view(-1, 1, 1, 1) * chroma, atol=1e-2)
+    _spread(factor - 1, 0.4)
 
 
 def test_a_spot_is_bright_or_dark_peaking_within_its_variation() -> None:
