@@ -15,8 +15,8 @@ from typing import Any
 from segcore.common.constants import BUNDLE_CONFIG
 from segcore.common.errors import DatasetError
 
-BUNDLE_FORMAT = "segcore.model.bundle/1"
-"""Written into ``model.json``; readers accept every ``segcore.model.bundle/1`` file."""
+BUNDLE_FORMAT = "segcore.bundle/1"
+"""Written into ``model.json``; readers accept every ``segcore.bundle/1`` file."""
 
 
 class BundleError(DatasetError):
@@ -66,7 +66,7 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError(f"{path}: not readable JSON ({err}); {fix}") from None
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(
-        "segcore.model.bundle/"
+        "segcore.bundle/"
     ):
         raise BundleError(f"{path}: not a segcore model bundle config; {fix}")
     names = [f.name for f in BundleConfig.__dataclass_fields__.values()]

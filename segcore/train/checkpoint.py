@@ -20,7 +20,7 @@ from segcore.common.errors import DatasetError
 from segcore.common.io import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = "segcore.train.checkpoint/1"
+CHECKPOINT_FORMAT = "segcore.checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

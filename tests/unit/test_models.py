@@ -30,6 +30,7 @@ from segcore.model.factory import (
 )
 from segcore.model.outputs import mask_ignored_logits
 from segcore.params import PreprocessParams
+from segcore.train.checkpoint import load_checkpoint, save_checkpoint
 
 SMALL_ENCODER = "tu-mobilenetv3_small_050"
 """A small timm encoder (random weights): keeps the smp architectures quick on the CPU."""
@@ -217,6 +218,21 @@ def test_saving_replaces_a_bundle_whole(tmp_path: Path) -> None:
     _bundle(tmp_path)
     assert sorted(p.name for p in bundle.iterdir()) == [BUNDLE_CONFIG, BUNDLE_WEIGHTS]
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary leftovers
+
+
+def test_file_formats_stay_readable_by_earlier_and_later_versions(tmp_path: Path) -> None:
+    """The format tags are a contract with files already on disk: bundles and checkpoints
+    written before must load, and new ones must carry the same tags."""
+    bundle = _bundle(tmp_path)
+    meta = json.loads((bundle / BUNDLE_CONFIG).read_text())
+    assert meta["format"] == "segcore.bundle/1"
+    meta["format"] = "segcore.bundle/1"  # as every earlier version wrote it
+    (bundle / BUNDLE_CONFIG).write_text(json.dumps(meta))
+    assert read_bundle_config(bundle).class_ids == meta["class_ids"]
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1})
+    assert torch.load(path, weights_only=True)["format"] == "segcore.checkpoint/1"
+    assert load_checkpoint(path)["epoch"] == 1
 
 
 def test_enhanced_is_deeper_and_wider_than_compact_with_residual_blocks() -> None:
