@@ -12,6 +12,7 @@ import numpy as np
 from segcore.common.constants import (
     COL_BIT_DEPTH,
     COL_CHANNELS,
+    COL_DOMAIN_ROI,
     COL_HEIGHT,
     COL_IGNORED_PIXELS,
     COL_IMAGE_FILE,
@@ -19,6 +20,7 @@ from segcore.common.constants import (
     COL_WIDTH,
     PIXEL_COUNT_PREFIX,
 )
+from segcore.data.roi import read_roi
 from segcore.common.errors import DatasetError, Problems
 from segcore.common.images import LABEL_SUFFIXES, PixelLimit, read_image, read_label
 from segcore.common.progress import track
@@ -111,6 +113,10 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
             f"ignore_class_ids {ignored}); add them to dataset.class_ids/class_names or "
             "preprocess.param.ignore_class_ids, or fix the label image"
         )
+    try:
+        roi = read_roi(pair.image, (width, height))
+    except DatasetError as err:
+        errors.extend(err.problems)
     if errors or counts is None:
         return None, errors
     row = {
@@ -124,4 +130,6 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
     row.update({f"{PIXEL_COUNT_PREFIX}{c}": int(counts[c]) for c in class_ids})
     if ignored:
         row[COL_IGNORED_PIXELS] = int(sum(counts[c] for c in ignored))
+    if roi is not None:  # only images with a region file: a demo without any keeps its table
+        row[COL_DOMAIN_ROI] = list(roi)
     return row, []

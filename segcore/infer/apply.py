@@ -27,6 +27,7 @@ import torch
 
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
+from segcore.data.roi import Roi
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
@@ -163,6 +164,7 @@ def apply_model(
     images: Sequence[np.ndarray],
     batch_size: int = 8,
     min_area: int = 1,
+    rois: Sequence[Roi | None] | None = None,
 ) -> list[DLResult]:
     """Segment images (HALCON: apply_dl_model on samples made from images).
 
@@ -171,6 +173,9 @@ def apply_model(
         images: ``(H, W)`` or ``(H, W, C)`` arrays (uint8, uint16 or float), any size each.
         batch_size: images per forward pass.
         min_area: regions with fewer pixels are left out of ``DLResult.regions``.
+        rois: per image, its region of interest ``(row1, col1, row2, col2)`` when the model
+            crops (``crop_domain``); ``None`` entries (or no list) take the bundle's
+            ``domain_roi``. Ignored under ``full_domain``.
 
     Returns:
         one :class:`DLResult` per image, at that image's own size.
@@ -181,15 +186,19 @@ def apply_model(
             a conversion that is defined is done, with a warning.
     """
     param = model.preprocess
-    roi = roi_of(param)
+    if rois is not None and len(rois) != len(images):
+        raise ValueError(f"{len(rois)} regions of interest for {len(images)} images")
+    given = list(rois) if rois is not None else [None] * len(images)
+    crops = [roi_of(param, roi) for roi in given]
     results: list[DLResult] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
+        chunk_rois = crops[start : start + batch_size]
         inputs = [_matched(image, model.config, start + i) for i, image in enumerate(chunk)]
-        probs = model.probabilities(preprocess_samples(inputs, param))
+        probs = model.probabilities(preprocess_samples(inputs, param, chunk_rois))
         results.extend(
             to_result(p, image.shape[:2], model.config, roi, min_area)
-            for p, image in zip(probs, chunk, strict=True)
+            for p, image, roi in zip(probs, chunk, chunk_rois, strict=True)
         )
     return results
 
@@ -201,13 +210,14 @@ def _matched(image: np.ndarray, config: BundleConfig, index: int) -> np.ndarray:
     return converted
 
 
-def roi_of(param: PreprocessParams) -> tuple[int, int, int, int] | None:
-    """The rectangle the network sees under ``crop_domain``, else ``None`` (whole image).
+def roi_of(param: PreprocessParams, roi: Roi | None = None) -> Roi | None:
+    """The rectangle the network sees under ``crop_domain`` (``roi`` for this image, else
+    the bundle's ``domain_roi``), else ``None`` (whole image).
 
     Raises:
-        ParamsError: ``crop_domain`` without a ``domain_roi``.
+        ParamsError: ``crop_domain`` without any region of interest.
     """
-    roi = resolve_roi(param)
+    roi = resolve_roi(param, roi)
     return None if roi is None else (roi[0], roi[1], roi[2], roi[3])
 
 

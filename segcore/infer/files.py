@@ -23,7 +23,6 @@ a second run into the same folder is refused.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections import deque
@@ -35,42 +34,37 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-from filelock import FileLock, Timeout
 from rich.progress import Progress, TaskID
 
+from segcore.common.constants import CROP_DOMAIN
 from segcore.common.display import overlay
-from segcore.common.errors import SegcoreError
+from segcore.common.errors import DatasetError, SegcoreError
 from segcore.common.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
     PixelLimit,
-    list_images,
     read_image,
     write_image_atomic,
 )
 from segcore.common.progress import make_progress
+from segcore.data.roi import Roi, read_roi, roi_file
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
 from segcore.infer.depth import match_bit_depth
+from segcore.infer.folders import (
+    OUTPUT_SUFFIXES,
+    InputFile,
+    check_out_dir,
+    collect_inputs,
+    out_lock,
+)
 from segcore.infer.regions import REGIONS_SCHEMA, RegionsTable
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
-OUTPUT_SUFFIXES = ("_segmentation.png", "_confidence.tif", "_overlay.png")
-"""What each image's outputs are named: ``<name><suffix>``."""
-LOCK_NAME = ".segcore-infer.lock"
-"""Lock file in the output folder, held while a run writes there."""
 _IMAGE_ERRORS = (Exception,)
 """Errors of one image (unreadable, too large, out of memory, disk full): reported, skipped."""
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One input image and the name its outputs get (relative to the output folder)."""
-
-    path: Path
-    name: str
 
 
 @dataclass
@@ -115,87 +109,6 @@ class InferenceSummary:
         return not self.failed and not self.not_written
 
 
-def collect_inputs(
-    inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
-) -> tuple[list[InputFile], list]:
-    """Expand files and folders (searched recursively) into input files with unique names.
-
-    Files below ``out_dir`` named like segcore's outputs (:data:`OUTPUT_SUFFIXES`) are left
-    out of folder inputs: an output folder inside an input folder is not read back.
-
-    Returns:
-        the input files, and ``(path, reason)`` for every path that does not exist.
-    """
-    files: list[InputFile] = []
-    missing: list[tuple[str, str]] = []
-    taken: set[str] = set()
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            found = [
-                (p, p.relative_to(path).with_suffix("").as_posix())
-                for p in list_images(path)
-                if not _is_output(p, out_dir)
-            ]
-        elif path.is_file():
-            found = [(path, path.stem)]
-        else:
-            missing.append((str(path), "no such file or folder"))
-            continue
-        for p, name in found:
-            unique = name if name not in taken else f"{name}_{p.suffix.lstrip('.').lower()}"
-            n = 1
-            while unique in taken:
-                n += 1
-                unique = f"{name}_{n}"
-            taken.add(unique)
-            files.append(InputFile(p, unique))
-    return files, missing
-
-
-def _is_output(path: Path, out_dir: str | os.PathLike[str] | None) -> bool:
-    """Whether ``path`` lies below ``out_dir`` and is named like one of segcore's outputs."""
-    if out_dir is None or not path.name.endswith(OUTPUT_SUFFIXES):
-        return False
-    return path.resolve().is_relative_to(Path(out_dir).resolve())
-
-
-@contextlib.contextmanager
-def _out_lock(out: Path) -> Iterator[None]:
-    """Hold the output folder's lock; a second run into the same folder is refused."""
-    lock = FileLock(out / LOCK_NAME)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise SegcoreError(
-            f"{out}: another segcore infer is writing into this folder (lock file "
-            f"{out / LOCK_NAME}); wait for it to finish or choose another --out"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """``out_dir`` as a Path, after checking it can be a folder.
-
-    Raises:
-        SegcoreError: it is an existing file, or lies under one.
-    """
-    out = Path(out_dir)
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "is a file" if folder == out else f"lies under the file {folder}"
-                raise SegcoreError(
-                    f"--out {out}: {where}, not a folder; pass a folder path for the outputs "
-                    "(it is created when missing)"
-                )
-            break
-    return out
-
-
 def run_inference(
     model: SegModel,
     inputs: Sequence[str | os.PathLike[str]],
@@ -237,7 +150,7 @@ def run_inference(
     outputs = _Outputs.of(model, out, min_area, max_image_pixels)
     start = time.perf_counter()
     with (
-        _out_lock(out),
+        out_lock(out),
         ThreadPoolExecutor(workers, thread_name_prefix="segcore-infer") as pool,
         RegionsTable(out) as table,
         make_progress() as progress,
@@ -267,12 +180,15 @@ class _Outputs:
     limit: PixelLimit
     notes: set[str] = field(default_factory=set)
     """Bit depth conversions done (added from the reading threads)."""
+    rois: dict[Path, Roi | None] = field(default_factory=dict)
+    """Each read image's region of interest, from :meth:`load` to :meth:`finish`."""
 
     @classmethod
     def of(cls, model: SegModel, out: Path, min_area: int, max_pixels: int) -> _Outputs:
         """The settings for ``model``: its preprocessing, ROI and segmentation image dtype."""
         param = model.preprocess
-        roi = roi_of(param)
+        default = param.domain_roi if param.domain_handling == CROP_DOMAIN else None
+        roi = None if default is None else roi_of(param)
         seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
         limit = PixelLimit(max_pixels, "infer.max_image_pixels")
         return cls(model, param, out, roi, seg_dtype, min_area, limit)
@@ -283,14 +199,30 @@ class _Outputs:
         converted, note = match_bit_depth(image, self.model.config, str(item.path))
         if note is not None:
             self.notes.add(note)
-        return image, preprocess_image(converted, self.param)
+        roi = self._roi(item.path, image)
+        self.rois[item.path] = roi
+        return image, preprocess_image(converted, self.param, roi)
+
+    def _roi(self, path: Path, image: np.ndarray) -> Roi | None:
+        """The image's own region of interest (its ``.roi.json``), else the bundle's."""
+        if self.param.domain_handling != CROP_DOMAIN:
+            return None
+        roi = read_roi(path, (image.shape[1], image.shape[0])) or self.roi
+        if roi is None:
+            raise DatasetError(
+                f"{path}: the model crops to a region of interest (crop_domain) but none is "
+                f"given for this image; write {roi_file(path).name} beside it "
+                "([row1, col1, row2, col2]) or train with preprocess.param.domain_roi"
+            )
+        return roi
 
     def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
         """Write one image's segmentation, confidence and overlay; returns its region rows.
 
         On an error none of the image's outputs is left (no half set, no older one)."""
         config = self.model.config
-        result = to_result(probs, image.shape[:2], config, self.roi, with_regions=False)
+        roi = self.rois.pop(item.path, self.roi)
+        result = to_result(probs, image.shape[:2], config, roi, with_regions=False)
         paths = [Path(f"{self.out / item.name}{suffix}") for suffix in OUTPUT_SUFFIXES]
         try:
             write_image_atomic(paths[0], result.segmentation_image.astype(self.seg_dtype))

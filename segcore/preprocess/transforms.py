@@ -52,8 +52,8 @@ def resolve_roi(param: PreprocessParams, roi: Roi | None = None) -> tuple[int, .
     if chosen is None:
         raise ParamsError(
             "preprocess.param.domain_handling is crop_domain but no region of interest is "
-            "given; set preprocess.param.domain_roi: [row1, col1, row2, col2] or add a "
-            "domain_roi column to the dataset"
+            "given; set preprocess.param.domain_roi: [row1, col1, row2, col2], or give each "
+            "image a <stem>.roi.json beside it (see segcore.data.roi)"
         )
     return tuple(int(v) for v in chosen)
 

@@ -30,6 +30,9 @@ import pandas as pd
 from segcore.model.config import read_bundle_config
 
 IMAGE_COLUMN = "image"
+ROI_COLUMN = "domain_roi"
+"""Optional: per image, its region of interest ``[row1, col1, row2, col2]`` as JSON text
+(models trained with ``crop_domain``; empty: the bundle's ``domain_roi``)."""
 BUNDLE_ARTIFACT = "bundle"
 _ENTRY_FILE = Path(__file__).with_name("mlflow_entry.py")
 """The file MLflow runs to build the model object (MLflow's models-from-code): it builds a
@@ -53,7 +56,8 @@ def column_name(class_name: str) -> str:
 
 
 def model_signature(class_names: list[str]) -> Any:
-    """The signature: binary ``image`` in; segmentation, confidence, pixel counts, regions out."""
+    """The signature: binary ``image`` (and optionally its ``domain_roi``, JSON text) in;
+    segmentation, confidence, pixel counts, regions out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -64,7 +68,12 @@ def model_signature(class_names: list[str]) -> Any:
         ColSpec(DataType.string, "regions"),
     ]
     return ModelSignature(
-        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
+        inputs=Schema(
+            [
+                ColSpec(DataType.binary, IMAGE_COLUMN),
+                ColSpec(DataType.string, ROI_COLUMN, required=False),
+            ]
+        ),
         outputs=Schema(outputs),
         params=ParamSchema([ParamSpec("min_area", DataType.long, 1)]),
     )

@@ -28,8 +28,9 @@ from mlflow.pyfunc import PythonModel
 from segcore.common.errors import SegcoreError
 from segcore.common.images import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
 from segcore.common.images import decode_image as decode_bytes
+from segcore.data.roi import parse_roi
 from segcore.infer.apply import apply_model, load_model
-from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, column_name
+from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, ROI_COLUMN, column_name
 
 _log = logging.getLogger(__name__)
 
@@ -112,9 +113,15 @@ class SegmentationModel(PythonModel):
             )
         min_area = int((params or {}).get("min_area", 1))
         images = [decode_image(v) for v in model_input[IMAGE_COLUMN]]
+        rois = None
+        if ROI_COLUMN in model_input:
+            rois = [
+                parse_roi(v, f"column {ROI_COLUMN!r}, row {i}", (im.shape[1], im.shape[0]))
+                for i, (v, im) in enumerate(zip(model_input[ROI_COLUMN], images, strict=True))
+            ]
         config = self._model.config
         rows = []
-        for result in apply_model(self._model, images, min_area=min_area):
+        for result in apply_model(self._model, images, min_area=min_area, rois=rois):
             seg = result.segmentation_image
             row: dict[str, Any] = {
                 "segmentation_image": _encode_png(seg),
