@@ -65,9 +65,7 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError(f"{path}: not readable JSON ({err}); {fix}") from None
-    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith(
-        "segcore.bundle/"
-    ):
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("segcore.bundle/"):
         raise BundleError(f"{path}: not a segcore model bundle config; {fix}")
     names = [f.name for f in BundleConfig.__dataclass_fields__.values()]
     optional = ("training_summary", "input_bit_depth")
