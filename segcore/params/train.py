@@ -142,7 +142,9 @@ class TrainParams(Section):
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     num_threads: int = Field(0, ge=0)
-    """CPU threads for torch; 0 keeps torch's default."""
+    """CPU threads for torch; 0 keeps torch's default (one per core). The thread count
+    changes the float rounding of the weights: give one to repeat a run on a machine with
+    another core count."""
     channels_last: bool = True
     """Run the network in channels-last memory layout (faster convolutions on CPU)."""
     nproc: int = Field(1, gt=0)
