@@ -8,21 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.annotations import CLASSES, write_images
 from PIL import Image
 
 from segcore.annotations import import_labels
 from segcore.common.errors import DatasetError, ParamsError
 from segcore.common.images import read_label
-
-CLASSES = {"background": 0, "dent": 1, "scratch": 2}
-
-
-def write_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:
-    """Black grey images ``name -> (width, height)``; returns ``folder``."""
-    for name, (w, h) in sizes.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.zeros((h, w), dtype=np.uint8)).save(folder / name)
-    return folder
 
 
 def coco(tmp_path: Path, images: list[dict], annotations: list[dict]) -> Path:

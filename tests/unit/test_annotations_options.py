@@ -7,20 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers.annotations import write_images
 from pydantic import ValidationError
 
 from segcore.annotations import build_class_map, import_labels
 from segcore.common.images import read_label
 from segcore.params import ImportLabelsParams
-
-
-def write_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:
-    """Black grey images ``name -> (width, height)``; returns ``folder``."""
-    for name, (w, h) in sizes.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.zeros((h, w), dtype=np.uint8)).save(folder / name)
-    return folder
 
 
 @pytest.fixture
