@@ -57,6 +57,10 @@ def main() -> int:
     """Run the flow once on the repository of the current folder."""
     # Offline by default: Prefect's local server would otherwise try to send usage data.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The first start after an install compiles Prefect's server modules and can take longer
+    # than Prefect's 20 s on a 2-core machine ("Timed out while attempting to connect to
+    # ephemeral Prefect API server"); later starts take a few seconds.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows.pipeline import segmentation_pipeline
 
     root = find_repo_root()
