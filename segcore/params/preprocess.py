@@ -23,10 +23,18 @@ class PreprocessParams(Section):
     checked by the preprocess stage.
     """
 
+    mode: Literal["resize", "tiled"] = "resize"
+    """``resize`` (HALCON's): every image is resized to ``image_width x image_height``.
+    ``tiled``: samples keep their native size times ``scale``; the network sees tiles of
+    ``image_width x image_height`` cut from them (training) or slid over them (inference)."""
+    scale: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    """Tiled mode: size of the stored samples relative to the original images (1.0: native
+    resolution). Ignored in resize mode."""
     image_width: int = Field(256, gt=0)
-    """Network input width; images are resized to it (aspect ratio not kept)."""
+    """Network input width; resize mode: images are resized to it (aspect ratio not kept);
+    tiled mode: the tile width."""
     image_height: int = Field(256, gt=0)
-    """Network input height."""
+    """Network input height (tiled mode: the tile height)."""
     image_num_channels: Literal[1, 3] = 3
     """Network input channels; grey and RGB images are converted to it."""
     image_range_min: float = -127.0
