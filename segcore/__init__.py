@@ -35,6 +35,8 @@ _EXPORTS = {
     # models and training
     "create_model": "segcore.model.factory",
     "train_model": "segcore.train.loop",
+    "plan_training": "segcore.train.plan.rules",
+    "fingerprint_dataset": "segcore.train.plan.fingerprint",
     # evaluation and inference
     "evaluate_model": "segcore.evaluate.evaluation",
     "write_evaluation_report": "segcore.evaluate.report",

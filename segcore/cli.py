@@ -208,6 +208,47 @@ def train(
         out.print(f"History: {stage.value.history_path}; checkpoint: {stage.value.checkpoint}")
 
 
+@app.command()
+def plan(
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
+    budget: Annotated[
+        float, typer.Option("--budget", help="Training time to plan for, in seconds.")
+    ] = 1800.0,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write the plan into the parameter file.")
+    ] = False,
+    dataset_file: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Split dataset table (default: preprocess.dataset)."),
+    ] = None,
+    measure_seconds: Annotated[
+        float, typer.Option(help="Seconds of training steps timed to measure this machine.")
+    ] = 3.0,
+) -> None:
+    """Propose training parameters from a fingerprint of the dataset (image sizes, class
+    frequencies, defect sizes, samples), this machine (measured) and a time budget, with the
+    reason for each; print the diff against params.yaml, and write it with --write."""
+    from segcore.pipeline.plan_report import render
+    from segcore.pipeline.stage_plan import run_plan, write_plan
+
+    def report(line: str) -> None:
+        err_console.print(line, highlight=False)
+
+    stage = run_plan(
+        _params(params_file),
+        budget,
+        dataset=dataset_file,
+        measure_seconds=measure_seconds,
+        report=report,
+    )
+    out.print(render(stage.value, str(params_file)), highlight=False, markup=False, soft_wrap=True)
+    if write:
+        written = write_plan(params_file, stage.value)
+        out.print(
+            f"Written to {params_file}: {len(written)} keys" if written else "Nothing to write"
+        )
+
+
 # --------------------------------------------------------------------------- evaluate / infer / export-onnx
 # (see issue "Evaluation, report with plots, inference on new images, ONNX export")
 

@@ -113,12 +113,14 @@ def update_params_file(path: str | Path, values: dict[tuple[str, ...], Any]) -> 
     load_params(path)  # the file as it is must be valid
     rt = YAML()
     rt.width = 4096  # keep long lines (and their comments) as they are
+    rt.indent(mapping=2, sequence=4, offset=2)  # params.yaml's layout of block lists
+    rt.representer.add_representer(type(None), _represent_null)  # `null`, not an empty value
     doc = rt.load(path.read_text(encoding="utf-8"))
     for keys, value in values.items():
         node = doc
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = value
+        node[keys[-1]] = _flow_lists(value)
     buffer = io.StringIO()
     rt.dump(doc, buffer)
     text = buffer.getvalue()
@@ -129,6 +131,25 @@ def update_params_file(path: str | Path, values: dict[tuple[str, ...], Any]) -> 
             _format_errors(err, str(path)), title=f"{path} would be invalid"
         ) from None
     write_text_atomic(path, text)
+
+
+def _represent_null(representer: Any, _: None) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def _flow_lists(value: Any) -> Any:
+    """``value`` for ruamel, with lists of scalars in flow style (``[0, 1]``) as params.yaml
+    writes them; lists of mappings stay block lists."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        return CommentedMap((k, _flow_lists(v)) for k, v in value.items())
+    if isinstance(value, list):
+        seq = CommentedSeq(_flow_lists(v) for v in value)
+        if not any(isinstance(v, dict | list) for v in value):
+            seq.fa.set_flow_style()
+        return seq
+    return value
 
 
 def override(section: S, option_names: dict[str, str] | None = None, **values: Any) -> S:
