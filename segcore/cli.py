@@ -212,8 +212,12 @@ def train(
 def plan(
     params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
     budget: Annotated[
-        float, typer.Option("--budget", help="Training time to plan for, in seconds.")
-    ] = 1800.0,
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Training time to plan for, in seconds (default: train.time_budget, else 1800).",
+        ),
+    ] = None,
     write: Annotated[
         bool, typer.Option("--write", help="Write the plan into the parameter file.")
     ] = False,

@@ -119,9 +119,22 @@ def load_split_dataset(path: Path, key: str, split_out: str) -> DLDataset:
     return dataset
 
 
+DEFAULT_BUDGET = 1800.0
+"""Seconds of training planned for when neither ``--budget`` nor ``train.time_budget`` says."""
+
+
+def plan_budget(params: Params, budget: float | None) -> float:
+    """``budget``, else ``train.time_budget`` where this version has it and it is set, else
+    :data:`DEFAULT_BUDGET`."""
+    if budget is not None:
+        return budget
+    has, value = lookup(params, "train.time_budget")
+    return float(value) if has and value is not None else DEFAULT_BUDGET
+
+
 def run_plan(
     params: Params,
-    budget: float,
+    budget: float | None,
     workdir: str | os.PathLike[str] = ".",
     *,
     dataset: str | os.PathLike[str] | None = None,
@@ -129,12 +142,14 @@ def run_plan(
     report: Callable[[str], None] | None = None,
 ) -> StageResult[PlanResult]:
     """Fingerprint the dataset (``preprocess.dataset``, or ``dataset``), measure this
-    machine and plan a training of ``budget`` seconds; compare with ``params``.
+    machine and plan a training of ``budget`` seconds (``None``: see :func:`plan_budget`);
+    compare with ``params``.
 
     Raises:
         DatasetError: the dataset is missing or has no split; a label image is unreadable.
         ParamsError: the budget is too short for one epoch, or not positive.
     """
+    budget = plan_budget(params, budget)
     if not budget > 0:
         raise ParamsError(f"--budget {budget:g}: give the training time in seconds (> 0)")
     key = "--dataset" if dataset is not None else "preprocess.dataset"

@@ -207,3 +207,38 @@ def test_component_sizes_measure_area_and_width_at_the_thickest_point() -> None:
     ]
     assert component_sizes(np.zeros((4, 4), bool)) == ([], [])
     assert math.isclose(sum(areas), mask.sum())
+
+
+def test_the_diff_tells_changed_same_and_unsupported_keys_apart() -> None:
+    from segcore.pipeline.stage_plan import CHANGE, SAME, UNSUPPORTED, diff_plan, lookup
+    from segcore.train.plan import Choice, Plan
+
+    params = Params()
+    plan = Plan(
+        [
+            Choice("a", {"train.batch_size": 8, "train.num_epochs": 15}, "why"),
+            Choice("b", {"train.no_such_key": 1, "preprocess.param.no_such": 2}, "why"),
+            Choice("c", {"train.augmentation.rotate": 90, "register.model_name": "x"}, "why"),
+        ],
+        budget=60.0,
+        cost=StepCost(0.1),
+        epoch_seconds=1.0,
+    )
+    status = {d.key: (d.status, d.current) for d in diff_plan(params, plan)}
+    assert status == {
+        "train.batch_size": (CHANGE, 4),
+        "train.num_epochs": (SAME, 15),
+        "train.no_such_key": (UNSUPPORTED, None),
+        "preprocess.param.no_such": (UNSUPPORTED, None),
+        "train.augmentation.rotate": (SAME, 90),
+        "register.model_name": (CHANGE, "segcore-pills"),  # the section's alias
+    }
+    assert lookup(params, "train.batch_size.deeper") == (False, None)
+
+
+def test_the_budget_defaults_to_the_time_budget_key_else_half_an_hour() -> None:
+    from segcore.pipeline.stage_plan import DEFAULT_BUDGET, plan_budget
+
+    assert DEFAULT_BUDGET == 1800.0
+    assert plan_budget(Params(), 60.0) == 60.0
+    assert plan_budget(Params(), None) == 1800.0  # train.time_budget unset (or not known)

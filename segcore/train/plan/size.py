@@ -59,7 +59,7 @@ def _lost_defects(fp: DatasetFingerprint, factor: float) -> list[str]:
         if width < MIN_DEFECT_WIDTH or area < MIN_DEFECT_AREA:
             lost.append(
                 f"{c.name} (typically {c.median_width:.0f} px wide, {c.median_area:.0f} px"
-                f" -> {width:.1f} px wide, {area:.1f} px)"
+                f" -> {width:.2f} px wide, {area:.0f} px)"
             )
     return lost
 
