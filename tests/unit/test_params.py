@@ -185,3 +185,24 @@ def test_update_params_file_keeps_comments_and_refuses_invalid_values(tmp_path: 
     with pytest.raises(ParamsError, match=r"split\.training_percent"):
         update_params_file(path, {("split", "training_percent"): 150})
     assert path.read_text() == before
+
+
+def test_update_params_file_changes_only_the_lines_of_the_updated_keys(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    before = (ROOT / "params.yaml").read_text()
+    path.write_text(before)
+    strategy = {"model_param": "learning_rate", "epochs": [8], "values": [0.0003]}
+    update_params_file(
+        path, {("train", "num_epochs"): 10, ("train", "change_strategies"): [strategy]}
+    )
+    after = path.read_text()
+    assert len(after.splitlines()) == len(before.splitlines())
+    pairs = zip(before.splitlines(), after.splitlines(), strict=True)
+    changed = [(a, b) for a, b in pairs if a != b]
+    # null stays null, flow lists stay flow lists: only the two keys' lines differ.
+    assert [b.split("#")[0].strip() for _, b in changed] == [
+        "num_epochs: 10",
+        "- model_param: learning_rate",  # the replaced item's comment goes with it
+        "epochs: [8]",
+    ]
+    assert load_params(path).train.change_strategies[0].epochs == [8.0]

@@ -153,8 +153,12 @@ def test_very_few_samples_get_small_batches_more_augmentation_and_no_early_stop(
 def test_the_epochs_are_capped_and_a_long_run_stops_early() -> None:
     fp = _fp((256, 256), [("dent", 0.01, 6.0, 80.0)], splits=(10, 5, 5))
     v = _plan(fp, budget=36_000.0, seconds=0.01)
+    # An epoch 10 x 0.01 = 0.1 s, an evaluation 5 x 0.01 x 0.35 = 0.0175 s: every
+    # ceil(0.0175 / 0.01) = 2 epochs; 34,185 s hold far more than 300 epochs: capped; 150
+    # evaluations are above 50: every 6 epochs, 50 evaluations, patience a fifth.
     assert v["train.num_epochs"] == 300
-    assert v["train.early_stopping_patience"] is not None
+    assert v["train.evaluation_interval_epochs"] == 6.0
+    assert v["train.early_stopping_patience"] == 10
 
 
 def test_a_budget_shorter_than_one_epoch_is_refused_with_the_budget_it_needs() -> None:
