@@ -249,7 +249,10 @@ def plan(
     if write:
         written = write_plan(params_file, stage.value)
         out.print(
-            f"Written to {params_file}: {len(written)} keys" if written else "Nothing to write"
+            f"Written to {params_file}: {len(written)} keys; `dvc repro` (or `make run`) runs "
+            "the stages whose parameters changed"
+            if written
+            else "Nothing to write"
         )
 
 

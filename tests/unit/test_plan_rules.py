@@ -246,3 +246,13 @@ def test_the_budget_defaults_to_the_time_budget_key_else_half_an_hour() -> None:
     assert DEFAULT_BUDGET == 1800.0
     assert plan_budget(Params(), 60.0) == 60.0
     assert plan_budget(Params(), None) == 1800.0  # train.time_budget unset (or not known)
+
+
+def test_tiles_are_never_larger_than_the_smallest_image() -> None:
+    from dataclasses import replace
+
+    fp = _fp((4096, 3072), [("scratch", 0.0005, 3.0, 30.0)], splits=(40, 10, 10))
+    fp = replace(fp, min_side=200, same_size=False)  # some images are only 200 px high
+    v = _plan(fp, budget=3600.0, seconds=0.1)
+    assert v["preprocess.param.mode"] == "tiled"
+    assert (v["preprocess.param.image_width"], v["preprocess.param.image_height"]) == (192, 192)

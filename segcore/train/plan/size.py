@@ -128,6 +128,7 @@ def _tiled(
     scale = _tiled_scale(fp, factor)
     side = _floor_to(math.sqrt(target), multiple)
     sw, sh = fp.width * scale, fp.height * scale
+    side = min(side, _floor_to(fp.min_side * scale, multiple))  # no tile beyond an image
     w, h = min(side, _floor_to(sw, multiple)), min(side, _floor_to(sh, multiple))
     tiles = max(1, math.ceil(sw * sh / (w * h)))
     why += (
