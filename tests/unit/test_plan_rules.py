@@ -143,7 +143,7 @@ def test_a_one_pixel_defect_is_tiled_even_on_a_small_image() -> None:
 def test_very_few_samples_get_small_batches_more_augmentation_and_no_early_stop() -> None:
     fp = _fp((256, 256), [("dent", 0.01, 6.0, 80.0)], splits=(6, 0, 2))
     v = _plan(fp, budget=120.0, seconds=0.1)
-    assert v["train.batch_size"] == 1  # a quarter of 6 samples: an epoch keeps 4+ updates
+    assert v["train.batch_size"] == 2  # not 4: an epoch of 6 samples keeps 3 updates
     assert v["train.augmentation.augmentation_percentage"] == 75.0
     assert v["train.early_stopping_patience"] is None  # no validation split
     # 6 x 0.1 = 0.6 s per epoch, no evaluation: 120 x 0.95 - 15 = 99 s hold 165 epochs.

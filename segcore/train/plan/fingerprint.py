@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from segcore.common.constants import COL_CHANNELS, COL_HEIGHT, COL_LABEL_FILE, COL_WIDTH, TRAIN
 from segcore.common.errors import DatasetError
@@ -145,7 +146,7 @@ def fingerprint_dataset(
     ids = [int(dataset.class_ids[k]) for k in keep]
     names = [str(dataset.class_names[k]) for k in keep]
     background = ids[int(np.argmax(counts.sum(axis=0)))]
-    rows = _sample_rows(counts, ids, background, max_images, max_pixels, train, seed)
+    rows = _sample_rows(counts, ids, background, max_images, max_pixels, seed)
     say = report or log.info
     say(
         f"Fingerprint: measuring defect sizes in {len(rows)} of {len(train)} train label images"
@@ -181,7 +182,6 @@ def _sample_rows(
     background: int,
     max_images: int,
     max_pixels: int,
-    train: object,
     seed: int,
 ) -> list[int]:
     """Positions of the train samples to read: images of each defect class in turn (rarest
@@ -212,14 +212,14 @@ def _sample_rows(
 
 def _measure_components(
     dataset: DLDataset,
-    rows: object,
+    rows: pd.DataFrame,
     ids: list[int],
     background: int,
     limit: PixelLimit | None,
 ) -> dict[int, tuple[list[float], list[float]]]:
     """Per class id: the areas and widths of its connected components in ``rows``."""
     out: dict[int, tuple[list[float], list[float]]] = {c: ([], []) for c in ids if c != background}
-    files = list(rows[COL_LABEL_FILE])  # type: ignore[index]
+    files = list(rows[COL_LABEL_FILE])
     for name in track(files, "Fingerprint: label images"):
         path = Path(dataset.segmentation_dir) / name
         label = read_label(path) if limit is None else read_label(path, limit)

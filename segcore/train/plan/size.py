@@ -181,9 +181,10 @@ def choose_batch(
 ) -> tuple[int, StepCost, Choice]:
     """CPU: 4 samples of 256^2, fewer for larger inputs (a CPU gains little from larger
     batches, and smaller ones update more often). GPU: as many as half the memory holds,
-    measured at batch 2. Never more than a quarter of the samples of an epoch."""
+    measured at batch 2. At most a quarter of an epoch's inputs, so an epoch has several
+    updates, but 2 where there are 2 (batch norm learns little from one sample)."""
     pixels = geo.width * geo.height
-    per_epoch_cap = max(1, units // 4)
+    per_epoch_cap = max(min(2, units), units // 4)
     if machine.is_cuda:
         probe = measure(geo.height, geo.width, 2)
         assert probe.bytes_per_sample is not None and machine.gpu_memory_gb is not None
@@ -199,11 +200,11 @@ def choose_batch(
     else:
         batch = min(max(2, min(8, _pow2(4 * CPU_INPUT_PIXELS / pixels))), per_epoch_cap)
         why = (
-            f"on a CPU a larger batch barely speeds up a step; {batch} samples of "
+            f"on a CPU a larger batch barely speeds up a step; {_n(batch, 'sample')} of "
             f"{geo.width}x{geo.height} per step"
         )
     if batch == per_epoch_cap and units < 32:
-        why += f"; only {units} training inputs per epoch, so an epoch still has 4 or more updates"
+        why += f"; only {_n(units, 'training input')} per epoch, so an epoch has several updates"
     # A CPU's time per sample hardly depends on the batch: measure at 2, for a short probe.
     probe_batch = batch if machine.is_cuda else min(batch, 2)
     cost = measure(geo.height, geo.width, probe_batch)
@@ -212,6 +213,10 @@ def choose_batch(
         f"(forward, backward and update, {cost.steps} steps of batch {probe_batch})"
     )
     return batch, cost, Choice("batch size", {"train.batch_size": batch}, why)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _fits(total: float, each: float) -> int:
@@ -292,7 +297,7 @@ def _evaluation_choice(
 ) -> Choice:
     n_val = fp.split_counts.get(VALIDATION, 0)
     values: dict[str, Any] = {"train.evaluation_interval_epochs": float(interval)}
-    why = f"one evaluation of {n_val} validation samples takes about {eval_s:.1f} s; "
+    why = f"one evaluation of {_n(n_val, 'validation sample')} takes about {eval_s:.1f} s; "
     why += "every epoch" if interval == 1 else f"every {interval} epochs keeps it under a tenth"
     if n_val == 0:
         values["train.early_stopping_patience"] = None
