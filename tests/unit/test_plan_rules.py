@@ -256,3 +256,34 @@ def test_tiles_are_never_larger_than_the_smallest_image() -> None:
     v = _plan(fp, budget=3600.0, seconds=0.1)
     assert v["preprocess.param.mode"] == "tiled"
     assert (v["preprocess.param.image_width"], v["preprocess.param.image_height"]) == (192, 192)
+
+
+def test_the_machine_is_measured_with_real_training_steps() -> None:
+    import torch
+
+    from segcore.params import TrainParams
+    from segcore.train.plan import detect_machine, measure_step
+    from segcore.train.plan.machine import model_multiple
+
+    machine = detect_machine("cpu")
+    assert machine.device == "cpu" and machine.cpu_cores >= 1 and not machine.is_cuda
+    params = TrainParams(model_kwargs={"base_channels": 4, "depth": 2})
+    threads = torch.get_num_threads()
+    cost = measure_step(
+        params.model_copy(update={"num_threads": 1}),
+        machine,
+        num_classes=3,
+        channels=3,
+        height=32,
+        width=32,
+        batch=2,
+        seconds=0.0,
+    )
+    assert cost.steps == 2  # at least two timed steps, even with no time to spend
+    assert 0 < cost.seconds_per_sample < 5 and cost.bytes_per_sample is None
+    assert torch.get_num_threads() == threads  # num_threads applies to the probe only
+    assert model_multiple(params, 3, 3) == 4  # two halvings
+    assert model_multiple(TrainParams(), 3, 3) == 16  # the compact default: four
+    if not torch.cuda.is_available():
+        with pytest.raises(ParamsError, match="CUDA is not available"):
+            detect_machine("cuda")
