@@ -60,7 +60,7 @@ def _fixed(seconds: float, bytes_per_sample: float | None = None):
 
     def measure(height: int, width: int, batch: int) -> StepCost:
         calls.append((height, width, batch))
-        return StepCost(seconds, bytes_per_sample, steps=2)
+        return StepCost(seconds, bytes_per_sample, steps=2, batch=batch)
 
     measure.calls = calls  # type: ignore[attr-defined]
     return measure
@@ -168,6 +168,7 @@ def test_a_budget_shorter_than_one_epoch_is_refused_with_the_budget_it_needs() -
     # 100 s of training + 20 x 0.35 s of evaluation + 15 s start-up, over 0.95: 128.4 s.
     assert "--budget 60 s is too short for one epoch" in str(err.value)
     assert "give --budget 129 or more" in str(err.value)
+    assert "1000 ms per sample at batch 2" in str(err.value)  # a CPU is probed at batch 2
 
 
 def test_on_a_gpu_the_batch_fills_half_the_memory_at_most_32() -> None:

@@ -74,11 +74,13 @@ class StepCost:
         seconds_per_sample: wall time of forward, backward and update, per sample.
         bytes_per_sample: extra GPU memory per sample of the batch (CUDA only).
         steps: timed steps.
+        batch: samples per timed step.
     """
 
     seconds_per_sample: float
     bytes_per_sample: float | None = None
     steps: int = 0
+    batch: int = 0
 
 
 def model_multiple(params: TrainParams, num_classes: int, channels: int) -> int:
@@ -143,6 +145,7 @@ def measure_step(
         seconds_per_sample=elapsed / (steps * batch),
         bytes_per_sample=None if peak is None else max(peak - base, 1) / batch,
         steps=steps,
+        batch=batch,
     )
 
 

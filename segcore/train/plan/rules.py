@@ -61,9 +61,9 @@ def plan_training(
     if geo.mode == "tiled":
         choices.append(choose_foreground_share(fp))
     units = fp.num_train * geo.tiles_per_image
-    batch, cost, batch_choice = choose_batch(machine, geo, units, measure)
+    _, cost, batch_choice = choose_batch(machine, geo, units, measure)
     choices.append(batch_choice)
-    epochs, epoch_s, schedule = choose_epochs(fp, geo, units, budget, cost, batch)
+    epochs, epoch_s, schedule = choose_epochs(fp, geo, units, budget, cost)
     choices += schedule
     choices.append(choose_lr_schedule(params, epochs, supported))
     choices.append(choose_class_weight_cap(fp))

@@ -210,7 +210,7 @@ def choose_batch(
     cost = measure(geo.height, geo.width, probe_batch)
     why += (
         f". Measured here: {1000 * cost.seconds_per_sample:.0f} ms per sample "
-        f"(forward, backward and update, {cost.steps} steps of batch {probe_batch})"
+        f"(forward, backward and update, {cost.steps} steps of batch {cost.batch})"
     )
     return batch, cost, Choice("batch size", {"train.batch_size": batch}, why)
 
@@ -244,7 +244,7 @@ def _epochs_and_interval(usable: float, train_s: float, eval_s: float) -> tuple[
 
 
 def choose_epochs(
-    fp: DatasetFingerprint, geo: Geometry, units: int, budget: float, cost: StepCost, batch: int
+    fp: DatasetFingerprint, geo: Geometry, units: int, budget: float, cost: StepCost
 ) -> tuple[int, float, list[Choice]]:
     """As many epochs as the budget holds at the measured speed, with evaluations at most
     a tenth of the time; early stopping when there are enough evaluations to judge.
@@ -263,7 +263,7 @@ def choose_epochs(
             f"--budget {budget:g} s is too short for one epoch: {units} training inputs of "
             f"{geo.width}x{geo.height} take about {train_s + eval_s:.0f} s per epoch on this "
             f"machine (measured {1000 * cost.seconds_per_sample:.0f} ms per sample at batch "
-            f"{batch}), plus {STARTUP_SECONDS:.0f} s to start; give --budget {need} or more"
+            f"{cost.batch}), plus {STARTUP_SECONDS:.0f} s to start; give --budget {need} or more"
         )
     epochs, interval, capped = _epochs_and_interval(usable, train_s, eval_s)
     epoch_s = train_s + eval_s / interval
