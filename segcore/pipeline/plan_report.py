@@ -48,7 +48,7 @@ def plan_lines(result: PlanResult) -> list[str]:
     plan = result.plan
     lines = [f"Plan for {plan.budget:g} s of training (an epoch about {plan.epoch_seconds:.1f} s):"]
     for choice in plan.choices:
-        values = ", ".join(f"{k} = {_value(v)}" for k, v in choice.values.items())
+        values = ", ".join(f"{k} = {_value(v)}" for k, v in choice.values.items()) or "as is"
         lines.append(f"  {choice.topic}: {values}")
         lines.append(f"    because {choice.reason}")
     return lines

@@ -214,6 +214,19 @@ def test_component_sizes_measure_area_and_width_at_the_thickest_point() -> None:
     assert math.isclose(sum(areas), mask.sum())
 
 
+def test_given_class_weights_are_not_capped() -> None:
+    from segcore.params import ClassWeightParams, PreprocessStageParams
+
+    fp = _fp((256, 256), [("dent", 0.001, 6.0, 80.0)])
+    weights = PreprocessStageParams(class_weights=ClassWeightParams(weights=[1.0, 5.0]))
+    params = Params(preprocess=weights)
+    v = plan_training(fp, CPU, 600.0, _fixed(0.1), params, multiple=16).values()
+    assert "preprocess.class_weights.max_weight" not in v
+    v = plan_training(fp, CPU, 600.0, _fixed(0.1), Params(), multiple=16).values()
+    # 1 / (0.001 + 1e-4) / (1 / (0.999 + 1e-4)) = 908.3: half its square root is 15.1.
+    assert v["preprocess.class_weights.max_weight"] == 15.1
+
+
 def test_the_diff_tells_changed_same_and_unsupported_keys_apart() -> None:
     from segcore.pipeline.stage_plan import CHANGE, SAME, UNSUPPORTED, diff_plan, lookup
     from segcore.train.plan import Choice, Plan

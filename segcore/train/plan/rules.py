@@ -66,7 +66,7 @@ def plan_training(
     epochs, epoch_s, schedule = choose_epochs(fp, geo, units, budget, cost)
     choices += schedule
     choices.append(choose_lr_schedule(params, epochs, supported))
-    choices.append(choose_class_weight_cap(fp))
+    choices.append(choose_class_weight_cap(fp, params))
     choices.append(choose_loss(fp))
     choices.append(choose_augmentation(fp, geo))
     return Plan(choices=choices, budget=budget, cost=cost, epoch_seconds=epoch_s)

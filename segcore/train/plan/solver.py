@@ -61,19 +61,22 @@ def raw_class_weights(fp: DatasetFingerprint) -> np.ndarray:
     return w / w[w > 0].min() if (w > 0).any() else w
 
 
-def choose_class_weight_cap(fp: DatasetFingerprint) -> Choice:
-    """Half the square root of the largest uncapped weight: rare classes count more, but
-    not so much that the model paints them everywhere (the pill demo: weights ~400, cap
-    10 gave test mean IoU 0.88 where 1000 gave 0.56)."""
+def choose_class_weight_cap(fp: DatasetFingerprint, params: Params) -> Choice:
+    """Half the square root of the largest uncapped weight, between 1 and 25: rare classes
+    count more, but not so much that the model paints them everywhere (the pill demo:
+    weights ~400, cap 10 gave test mean IoU 0.88 where 1000 gave 0.56). Nothing when
+    ``class_weights.weights`` gives the weights."""
+    if params.preprocess.class_weights.weights is not None:
+        why = "preprocess.class_weights.weights gives the weights: nothing computed to cap"
+        return Choice("class weights", {}, why)
     w = raw_class_weights(fp)
     raw = float(w.max()) if w.size else 1.0
     cap = round(min(max(math.sqrt(raw) / 2, 1.0), 25.0, max(raw, 1.0)), 1)
     k = int(np.argmax(w)) if w.size else 0
-    name = fp.classes[k].name if fp.classes else "?"
     why = (
-        f"the rarest class {name} is {100 * fp.classes[k].pixel_fraction:.3f}% of the train "
-        f"pixels: uncapped weight {raw:.0f}; capped at sqrt({raw:.0f})/2 = {cap:g} "
-        "(uncapped weights make a model over-segment rare classes)"
+        f"the rarest class {fp.classes[k].name} is {100 * fp.classes[k].pixel_fraction:.3f}% "
+        f"of the train pixels: uncapped weight {raw:.0f}; capped at {cap:g} (half its square "
+        "root, within 1..25: uncapped weights make a model over-segment rare classes)"
     )
     return Choice("class weights", {"preprocess.class_weights.max_weight": cap}, why)
 
