@@ -65,7 +65,8 @@ def test_fingerprint_of_hand_drawn_defects(tmp_path: Path) -> None:
     assert (scratch.components, scratch.median_area, scratch.median_width) == (8, 10.0, 1.0)
     assert (blob.components, blob.median_area, blob.median_width) == (4, 25.0, 5.0)
     assert [c.name for c in fp.defects] == ["scratch", "blob"]  # rarest first
-    assert lines and "8 of 8 train label images" in lines[0]
+    assert "8 of 8 train label images" in lines[0]
+    assert lines[1].startswith("Fingerprint: 12 defect regions measured in")
 
 
 def test_the_label_images_read_are_bounded(tmp_path: Path) -> None:
