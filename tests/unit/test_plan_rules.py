@@ -82,6 +82,7 @@ def test_pill_like_images_are_resized_and_the_epochs_fill_the_budget() -> None:
     fp = _fp((256, 256), [("contamination", 0.002, 5.0, 64.0), ("crack", 0.002, 3.0, 300.0)])
     v = _plan(fp, budget=600.0, seconds=0.1)
     assert v["preprocess.param.mode"] == "resize"
+    assert v["preprocess.param.scale"] == 1.0  # resize mode keeps no scale
     assert (v["preprocess.param.image_width"], v["preprocess.param.image_height"]) == (256, 256)
     assert v["train.batch_size"] == 4  # 4 samples of 256^2 on a CPU
     # An epoch: 100 x 0.1 s = 10 s; an evaluation 20 x 0.1 x 0.35 = 0.7 s (< a tenth: every
@@ -111,6 +112,12 @@ def test_a_huge_image_with_thin_defects_is_tiled_at_native_resolution() -> None:
     assert (v["preprocess.param.image_width"], v["preprocess.param.image_height"]) == (256, 256)
     assert v["train.foreground_share"] == 0.5  # 0.05 % of the pixels: very rare
     assert v["train.augmentation.rotate"] == 90  # square tiles
+    # An epoch: 16 x 12 = 192 tiles cover an image, 40 x 192 x 0.1 s = 768 s; an
+    # evaluation 10 x 192 x 0.1 x 0.35 = 67.2 s (under a tenth: every epoch);
+    # 3600 x 0.95 - 15 = 3405 s hold floor(3405 / 835.2) = 4 epochs, too few to stop early.
+    assert v["train.num_epochs"] == 4
+    assert v["train.evaluation_interval_epochs"] == 1.0
+    assert v["train.early_stopping_patience"] is None
 
 
 def test_big_defects_on_a_huge_image_are_resized_keeping_the_aspect_ratio() -> None:

@@ -22,8 +22,6 @@ MIN_DEFECT_AREA = 4.0
 """A defect smaller than this many pixels at the network's resolution is lost too."""
 EVAL_COST = 0.35
 """Cost of evaluating a sample relative to training on it (forward only, no update)."""
-TILE_OVERLAP_COST = (1 / (1 - 0.25)) ** 2
-"""Tiles slid over a validation image with 25 % overlap, relative to tiling it edge to edge."""
 STARTUP_SECONDS = 15.0
 """Loading the data and building the model, before the first step."""
 RESERVE = 0.05
@@ -113,6 +111,7 @@ def _resize(
         w, h = _round_to(fp.width * factor, multiple), _round_to(fp.height * factor, multiple)
     values = {
         "preprocess.param.mode": "resize",
+        "preprocess.param.scale": 1.0,
         "preprocess.param.image_width": w,
         "preprocess.param.image_height": h,
     }
@@ -130,10 +129,10 @@ def _tiled(
     sw, sh = fp.width * scale, fp.height * scale
     side = min(side, _floor_to(fp.min_side * scale, multiple))  # no tile beyond an image
     w, h = min(side, _floor_to(sw, multiple)), min(side, _floor_to(sh, multiple))
-    tiles = max(1, math.ceil(sw * sh / (w * h)))
+    tiles = math.ceil(sw / w) * math.ceil(sh / h)  # the grid that covers an image once
     why += (
-        f". Tiles of {w}x{h} cut from images at scale {scale:g} keep them (an image's area "
-        f"is about {tiles} tiles)"
+        f". Tiles of {w}x{h} cut from images at scale {scale:g} keep them ({tiles} tiles cover "
+        "an image)"
     )
     values = {
         "preprocess.param.mode": "tiled",
@@ -254,7 +253,6 @@ def choose_epochs(
     """
     train_s = units * cost.seconds_per_sample
     val_units = fp.split_counts.get(VALIDATION, 0) * geo.tiles_per_image
-    val_units *= TILE_OVERLAP_COST if geo.mode == "tiled" else 1.0
     eval_s = val_units * cost.seconds_per_sample * EVAL_COST
     usable = budget * (1 - RESERVE) - STARTUP_SECONDS
     if usable < train_s + eval_s:
@@ -267,7 +265,9 @@ def choose_epochs(
         )
     epochs, interval, capped = _epochs_and_interval(usable, train_s, eval_s)
     epoch_s = train_s + eval_s / interval
-    tiled = " (an epoch: every train image once, in tiles)" if geo.mode == "tiled" else ""
+    tiled = (
+        " (an epoch: the tiles that cover every train image once)" if geo.mode == "tiled" else ""
+    )
     why = (
         f"an epoch of {units} training inputs{tiled} takes about {epoch_s:.1f} s here "
         f"(evaluation included); {budget:g} s less {STARTUP_SECONDS:.0f} s start-up and "
