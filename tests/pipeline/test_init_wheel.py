@@ -76,6 +76,14 @@ def test_the_project_runs_the_wheels_segcore(installed: dict) -> None:
     assert top_level_flows == "None"  # no top-level `flows` module was installed
     script = (installed["python"].parent / "segcore").read_text().splitlines()[0]
     assert script == f"#!{installed['python']}"  # what DVC's `segcore <stage>` runs
+    # The schedule (make serve) and deployments name the installed flow by module.
+    code = (
+        "from pathlib import Path; from segcore.params import Params;"
+        "from segcore.flows.serve import build_deployment; from segcore.flows import deploy;"
+        "print(build_deployment(Params(), Path('.')).entrypoint); print(deploy.ENTRYPOINT)"
+    )
+    out = run([str(installed["python"]), "-c", code], installed["project"], installed["env"])
+    assert out.split() == ["segcore.flows.pipeline.segmentation_pipeline"] * 2
 
 
 def test_make_run_runs_every_stage_and_leaves_dvc_clean(installed: dict, first_run: str) -> None:
