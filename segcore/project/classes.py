@@ -40,9 +40,9 @@ def parse_class_options(options: Iterable[str]) -> dict[int, str]:
     return classes
 
 
-def scan_label_ids(label_dir: Path) -> dict[int, list[Path]]:
+def scan_label_ids(label_dir: Path, prefix: str = "", suffix: str = "") -> dict[int, list[Path]]:
     """``{value: label files holding it}`` over every label image below ``label_dir``
-    (sub-folders too), in sorted file order.
+    (sub-folders too) whose name has ``prefix`` and ``suffix``, in sorted file order.
 
     Raises:
         DatasetError: the folder is missing or holds no label images (PNG, TIFF, BMP), or a
@@ -50,7 +50,11 @@ def scan_label_ids(label_dir: Path) -> dict[int, list[Path]]:
     """
     if not label_dir.is_dir():
         raise DatasetError(f"{label_dir}: label folder not found; check --labels")
-    files = list_images(label_dir, LABEL_SUFFIXES)
+    files = [
+        p
+        for p in list_images(label_dir, LABEL_SUFFIXES)
+        if p.stem.startswith(prefix) and p.stem.endswith(suffix)
+    ]
     if not files:
         raise DatasetError(
             f"{label_dir}: no label images found (one-channel PNG, TIFF or BMP, pixel value = "

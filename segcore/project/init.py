@@ -73,6 +73,11 @@ class DataSource:
     label_suffix: str = ""
     ignore_unmatched: bool = False
 
+    @property
+    def one_folder(self) -> bool:
+        """Images and labels share a folder (labels told apart by prefix or suffix)."""
+        return self.labels is not None and self.labels.resolve() == self.images.resolve()
+
 
 @dataclass(frozen=True)
 class InitResult:
@@ -167,7 +172,7 @@ def _write_data(
     else:
         assert source.labels is not None
         say(f"labels: scanning {source.labels} for class ids")
-        found = scan_label_ids(source.labels)
+        found = scan_label_ids(source.labels, source.label_prefix, source.label_suffix)
         ignore = list(source.ignore_class_ids)
         classes = resolve_classes(found, source.classes, ignore, source.labels, ask)
         label_src, image_src = source.labels, source.images
@@ -186,13 +191,16 @@ def _write_data(
         assert source.labels is not None
         say(f"data: copying into {IMAGES} and {LABELS}")
         _copy_images(source.images, source.labels, tmp / IMAGES)
-        shutil.copytree(source.labels, tmp / LABELS, symlinks=False)
+        if not source.one_folder:
+            shutil.copytree(source.labels, tmp / LABELS, symlinks=False)
     return classes, dataset
 
 
 def _copy_images(images: Path, labels: Path | None, dst: Path) -> None:
     """Copy the image folder, without the label folder when it lies inside it."""
-    inside = labels.resolve() if labels is not None else None
+    inside = (
+        labels.resolve() if labels is not None and labels.resolve() != images.resolve() else None
+    )
 
     def skip(folder: str, names: list[str]) -> list[str]:
         return [n for n in names if inside is not None and (Path(folder) / n).resolve() == inside]
@@ -235,7 +243,7 @@ def project_params(
         "dataset": p.dataset.model_copy(
             update={
                 "image_dir": IMAGES,
-                "segmentation_dir": LABELS,
+                "segmentation_dir": IMAGES if source.one_folder else LABELS,
                 "class_names": list(classes.values()),
                 "class_ids": list(classes),
                 "label_prefix": source.label_prefix,
@@ -298,7 +306,7 @@ def _init_repositories(root: Path) -> bool:
             with repo.config.edit() as conf:
                 conf["core"]["autostage"] = True
                 conf["core"]["analytics"] = False
-            repo.add([IMAGES, LABELS])
+            repo.add([IMAGES] + ([LABELS] if (root / LABELS).is_dir() else []))
         finally:
             repo.close()
     _git(root, "add", "-A")

@@ -203,3 +203,18 @@ def test_names_are_asked_for_every_class_id_found(raw: Path, tmp_path: Path) -> 
     assert params.dataset.class_names == ["c0", "c1"]
     assert params.preprocess.param.ignore_class_ids == [2]
     assert any("checking every image and label" in step for step in steps)
+
+
+def test_labels_beside_their_images_are_told_apart_by_suffix(raw: Path, tmp_path: Path) -> None:
+    for label in (raw / "labels").iterdir():
+        label.rename(raw / "images" / f"{label.stem}_label.png")
+    proc = segcore("init", "proj", "--images", str(raw / "images"), "--labels",
+                   str(raw / "images"), "--label-suffix", "_label", *CLASSES, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    project = tmp_path / "proj"
+    params = load_params(project / "params.yaml")
+    assert params.dataset.segmentation_dir == params.dataset.image_dir == "data/raw/images"
+    assert not (project / "data/raw/labels").exists()
+    dataset = segcore("dataset", cwd=project)  # the project's own first stage reads it
+    assert dataset.returncode == 0, dataset.stderr
+    assert "Dataset: 12 samples, 3 classes" in dataset.stdout
