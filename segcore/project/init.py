@@ -39,12 +39,13 @@ PROJECT_STAGES = ("dataset", "split", "preprocess", "train", "evaluate", "regist
 """The stages of a project's ``dvc.yaml`` (the pill demo's ``synth`` aside)."""
 
 _TEMPLATES = {  # template -> file in the project
-    "dvc.yaml": "dvc.yaml",
-    "Makefile": "Makefile",
-    "README.md": "README.md",
-    "gitignore": ".gitignore",
-    "dvcignore": ".dvcignore",
+    "dvc.yaml.tmpl": "dvc.yaml",
+    "Makefile.tmpl": "Makefile",
+    "README.md.tmpl": "README.md",
+    "gitignore.tmpl": ".gitignore",
+    "dvcignore.tmpl": ".dvcignore",
 }
+"""Not named as the files they become: DVC reads every ``dvc.yaml`` below a repository."""
 
 
 @dataclass(frozen=True)

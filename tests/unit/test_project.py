@@ -34,7 +34,7 @@ def test_project_pipeline_is_the_demo_pipeline_with_code_fingerprints_for_source
     """The project's dvc.yaml follows this repository's: same stages (no synth), commands,
     data deps, params, outs and plots; its code deps are one fingerprint key per stage."""
     demo = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    project = yaml.safe_load((TEMPLATES / "dvc.yaml").read_text())
+    project = yaml.safe_load((TEMPLATES / "dvc.yaml.tmpl").read_text())
     assert list(project["stages"]) == [s for s in demo["stages"] if s != "synth"]
     assert tuple(project["stages"]) == PROJECT_STAGES
     for name, stage in project["stages"].items():
@@ -163,5 +163,10 @@ def test_pyproject_lists_every_package_and_maps_flows() -> None:
     assert tool["package-dir"] == {"segcore.flows": "flows"}
     assert "flows" not in tool["packages"]
     templates = {p.name for p in TEMPLATES.iterdir()}
-    assert templates == {"dvc.yaml", "Makefile", "README.md", "gitignore", "dvcignore"}
+    assert templates == {
+        f"{n}.tmpl" for n in ("dvc.yaml", "Makefile", "README.md", "gitignore", "dvcignore")
+    }
     assert tool["package-data"]["segcore.project"] == ["templates/*"]
+    # DVC reads every dvc.yaml below a repository: a template of that name would join the
+    # pipeline of this repository (and of every project's copy of segcore's sources).
+    assert sorted((ROOT / "segcore").rglob("dvc.yaml")) == []
