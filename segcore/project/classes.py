@@ -56,9 +56,10 @@ def scan_label_ids(label_dir: Path, prefix: str = "", suffix: str = "") -> dict[
         if p.stem.startswith(prefix) and p.stem.endswith(suffix)
     ]
     if not files:
+        named = f" named {prefix}*{suffix}" if prefix or suffix else ""
         raise DatasetError(
-            f"{label_dir}: no label images found (one-channel PNG, TIFF or BMP, pixel value = "
-            "class id); check --labels"
+            f"{label_dir}: no label images{named} found (one-channel PNG, TIFF or BMP, pixel "
+            "value = class id); check --labels, --label-prefix and --label-suffix"
         )
     found: dict[int, list[Path]] = {}
     problems = []
