@@ -25,12 +25,20 @@ from uuid import UUID
 
 from prefect.schedules import Cron
 
-from flows.pipeline import segmentation_pipeline
 from segcore.common.errors import EXIT_USER_ERROR, ParamsError, SegcoreError
 from segcore.params import Params, load_params
 from segcore.tracking.run import find_repo_root
 
-ENTRYPOINT = "flows/pipeline.py:segmentation_pipeline"
+from . import tool
+from .pipeline import segmentation_pipeline
+
+ENTRYPOINT = (
+    "flows/pipeline.py:segmentation_pipeline"
+    if __package__ == "flows"
+    else f"{__package__}.pipeline.segmentation_pipeline"
+)
+"""The flow a deployment runs: this repository's ``flows/pipeline.py``, or in a project that
+``segcore init`` wrote (no ``flows/`` folder there) the installed module."""
 
 
 def deploy(
@@ -87,7 +95,7 @@ def _env(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.deploy --pool NAME [--image IMAGE --repo DIR] [--env K=V ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.deploy", description=__doc__)
     parser.add_argument("--pool", required=True, help="work pool to deploy to")
     parser.add_argument("--image", help="container image with the repository (Docker/K8s)")
     parser.add_argument("--repo", help="the repository's folder where flows run")
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_schedule
             else ""
         )
-        + f".\nA run now: .venv/bin/prefect deployment run '{name}'"
+        + f".\nA run now: {tool('prefect')} deployment run '{name}'"
     )
     return 0
 

@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 
 from segcore.common.images import quiet_opencv
 from segcore.params import Params, load_params
+from segcore.pipeline.code import refresh_code_file
 from segcore.pipeline.dvc_stage import (
     DvcPipeline,
     PipelineDefinitionError,
@@ -68,7 +69,7 @@ def stage_function(stage: str, params: Params) -> Callable[..., StageResult[Any]
     """The segcore function of a stage; preprocess goes to a cluster when
     ``preprocess.cluster.runner`` is ``dask`` or ``ray`` (see :mod:`flows.cluster`)."""
     if stage == "preprocess" and params.preprocess.cluster.runner != "local":
-        from flows.cluster import preprocess_on_cluster
+        from .cluster import preprocess_on_cluster
 
         return preprocess_on_cluster
     return STAGES[stage]
@@ -174,6 +175,8 @@ def segmentation_pipeline(repo: str = ".") -> dict[str, str]:
     """
     quiet_opencv()  # unreadable files are reported by the stages, naming them
     root = find_repo_root(repo)
+    # A project of `segcore init`: DVC must see the installed code's fingerprints.
+    refresh_code_file(root)
     params = load_params(root / "params.yaml")
     # A tracking server that is down fails the run now, not after hours of work.
     check_store(resolve_tracking_uri(params.tracking, root), hint="No stage ran.")

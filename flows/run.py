@@ -19,6 +19,8 @@ from segcore.params import load_params
 from segcore.pipeline.results import PipelineResults
 from segcore.tracking.run import find_repo_root, resolve_tracking_uri
 
+from . import tool
+
 
 def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
     """The closing message: what ran, the test measures, and where the rest is."""
@@ -38,14 +40,15 @@ def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
             f"{'champion' if r['promoted'] else 'challenger'} (champion: version {r['champion']})"
         )
     uri = resolve_tracking_uri(params.tracking, root)
+    dvc = tool("dvc")
     lines += [
         "",
         "Where to look:",
         f"  report          {results.report_dir / REPORT_HTML}",
         f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
-        "  DVC measures    .venv/bin/dvc metrics show   |   .venv/bin/dvc plots show",
-        "  parameters      .venv/bin/dvc params diff   (after editing params.yaml)",
-        f"  serve champion  PATH=.venv/bin:$PATH MLFLOW_TRACKING_URI={uri} mlflow models serve "
+        f"  DVC measures    {dvc} metrics show   |   {dvc} plots show",
+        f"  parameters      {dvc} params diff   (after editing params.yaml)",
+        f"  serve champion  PATH={Path(sys.executable).parent}:$PATH MLFLOW_TRACKING_URI={uri} mlflow models serve "
         f"-m 'models:/{params.registry.model_name}@{params.registry.champion_alias}' "
         "--env-manager local -p 5001",
         "  schedule        make serve   (cron from params.yaml: flow.cron)",
@@ -61,7 +64,7 @@ def main() -> int:
     # than Prefect's 20 s on a 2-core machine ("Timed out while attempting to connect to
     # ephemeral Prefect API server"); later starts take a few seconds.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from flows.pipeline import segmentation_pipeline
+    from .pipeline import segmentation_pipeline
 
     root = find_repo_root()
     start = time.perf_counter()

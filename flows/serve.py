@@ -20,10 +20,12 @@ from pathlib import Path
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
-from flows.pipeline import segmentation_pipeline
 from segcore.common.errors import SegcoreError
 from segcore.params import Params, load_params
 from segcore.tracking.run import find_repo_root
+
+from . import tool
+from .pipeline import segmentation_pipeline
 
 SERVER_PORT = 4200
 """Port of the local Prefect server (API and UI) when ``PREFECT_API_URL`` is not set."""
@@ -112,7 +114,7 @@ def main() -> int:
             print(
                 f"Serving '{name}' on cron '{params.flow.cron}' ({params.flow.timezone}) "
                 f"against {api}; Ctrl+C stops.\nA run now: PREFECT_API_URL={api} "
-                f".venv/bin/prefect deployment run '{name}'"
+                f"{tool('prefect')} deployment run '{name}'"
             )
             serve(build_deployment(params, root), limit=1)
     except SegcoreError as err:

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from segcore import cli_project
 from segcore.cli_options import Overrides, section_command
 from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
 from segcore.params import (
@@ -38,7 +39,7 @@ app = typer.Typer(
     name="segcore",
     help="Semantic segmentation for industrial inspection: HALCON's workflow as a pipeline.\n\n"
     "Stages in order: synth -> dataset -> split -> preprocess -> train -> evaluate -> register; "
-    "infer and export-onnx use a trained model bundle.",
+    "infer and export-onnx use a trained model bundle; init writes a project for your own data.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -69,8 +70,12 @@ NO_OPTION = frozenset({"train.nproc"})
 parameter file again, without the command line's options (see ``run_train``)."""
 
 
-def _params(path: Path) -> Params:
-    return load_params(path)
+def _params(path: Path, stage: str | None = None) -> Params:
+    """The params; a stage first checks its project's code fingerprint (pipeline.code)."""
+    params = load_params(path)
+    if stage is not None:
+        cli_project.check_stage_code(path, stage)
+    return params
 
 
 # --------------------------------------------------------------------------- synth
@@ -82,7 +87,7 @@ def synth(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FIL
     """Generate the synthetic pill dataset (images and label images)."""
     from segcore.pipeline.stage_synth import run_synth
 
-    params = _params(params_file)
+    params = _params(params_file, "synth")
     p = overrides.apply(params.synth)
     out.print(run_synth(params.model_copy(update={"synth": p})).value)
 
@@ -96,7 +101,7 @@ def dataset(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_F
     """Read images and label images into the dataset table (read_dl_dataset_segmentation)."""
     from segcore.pipeline.stage_dataset import run_dataset
 
-    params = _params(params_file)
+    params = _params(params_file, "dataset")
     p = overrides.apply(params.dataset)
     out.print(run_dataset(params.model_copy(update={"dataset": p})).summary)
 
@@ -110,7 +115,7 @@ def split(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FIL
     """Split into train / validation / test, stratified by class presence (split_dl_dataset)."""
     from segcore.pipeline.stage_split import run_split
 
-    params = _params(params_file)
+    params = _params(params_file, "split")
     p = overrides.apply(params.split)
     out.print(run_split(params.model_copy(update={"split": p})).summary)
 
@@ -157,7 +162,7 @@ def preprocess(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAM
 
     from segcore.pipeline.stage_preprocess import run_preprocess
 
-    params = _params(params_file)
+    params = _params(params_file, "preprocess")
     p = overrides.apply(params.preprocess)
     stage = run_preprocess(params.model_copy(update={"preprocess": p}))
     result = stage.value
@@ -198,7 +203,7 @@ def train(
     from segcore.pipeline.stage_train import run_train
     from segcore.train.launch import is_main_process
 
-    params = _params(params_file)
+    params = _params(params_file, "train")
     p = overrides.apply(params.train)
     stage = run_train(params.model_copy(update={"train": p}), resume=resume)
     if not is_main_process():
@@ -267,7 +272,7 @@ def evaluate(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_
     (evaluate_dl_model, dev_display_segmentation_evaluation)."""
     from segcore.pipeline.stage_evaluate import run_evaluate
 
-    params = _params(params_file)
+    params = _params(params_file, "evaluate")
     p = overrides.apply(params.evaluate)
     stage = run_evaluate(params.model_copy(update={"evaluate": p}))
     out.print(stage.summary)
@@ -420,7 +425,11 @@ def register(params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     it when its test measure (register.comparison_key) is at least the champion's."""
     from segcore.pipeline.stage_register import run_register
 
-    out.print(run_register(_params(params_file)).summary)
+    out.print(run_register(_params(params_file, "register")).summary)
+
+
+app.command()(cli_project.init)
+app.command()(cli_project.refresh)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from flows.pipeline import is_transient_io_error
 from flows.serve import build_deployment
 from segcore.common.errors import DatasetError
 from segcore.params import FlowParams, Params
+from segcore.pipeline.code import NOT_OUTPUT_CODE as CODE_EXCLUDED
+from segcore.pipeline.code import STAGE_MODULE, stage_code_files
 from segcore.pipeline.stages import STAGES
 
 
@@ -67,22 +69,12 @@ def test_io_error_behind_another_exception_is_retried() -> None:
 ROOT = Path(__file__).resolve().parents[2]
 
 NOT_OUTPUT_CODE = {
-    "segcore/common/errors.py",  # messages
-    "segcore/common/progress.py",  # progress bars
-    "segcore/common/parallel.py",  # where jobs run: the files are the same (test_preprocess.py)
-    "segcore/common/lifeline.py",  # workers dying with their parent
-    # parsing; the values are DVC params (params.yaml has every key)
-    *(p.relative_to(ROOT).as_posix() for p in (ROOT / "segcore" / "params").glob("*.py")),
-    "segcore/tracking/run.py",  # MLflow bookkeeping (a dep of register, which decides by it)
-    "segcore/tracking/store.py",
-    "segcore/tracking/run_file.py",
-    "segcore/tracking/names.py",
-    "segcore/tracking/where.py",
-    "segcore/tracking/catch_up.py",
-    "segcore/tracking/lineage.py",
-    "segcore/tracking/mlflow_model.py",
+    f"segcore/{p.relative_to(ROOT / 'segcore').as_posix()}"
+    for pattern in CODE_EXCLUDED
+    for p in (ROOT / "segcore").glob(pattern)
 }
-"""Modules stages load that never decide the content of a stage's outputs."""
+"""Modules stages load that never decide the content of a stage's outputs (the list that
+segcore's code fingerprints of a project's stages leave out too)."""
 
 
 def _loaded_files(modules: list[str]) -> set[str]:
@@ -123,6 +115,16 @@ def test_dvc_stage_deps_are_the_code_that_decides_its_outputs(stage: str) -> Non
     assert sorted(loaded - NOT_OUTPUT_CODE - listed) == [], "add these to the stage's deps"
     assert sorted(listed - loaded) == [], "the stage does not load these"
     assert all((ROOT / m).is_file() for m in listed)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_project_code_fingerprint_covers_the_stage_deps(stage: str) -> None:
+    """A project of `segcore init` fingerprints, per stage, the modules this repository's
+    dvc.yaml lists (found from the imports, without loading them)."""
+    assert STAGES[stage].__module__ == STAGE_MODULE.format(stage)
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    listed = sorted(d.removeprefix("segcore/") for d in deps if d.startswith("segcore/"))
+    assert stage_code_files(stage, ROOT / "segcore") == listed
 
 
 def test_preprocess_goes_to_the_cluster_only_when_one_is_configured() -> None:
