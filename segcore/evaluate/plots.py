@@ -1,7 +1,8 @@
 """Evaluation plots (HALCON: dev_display_segmentation_evaluation and friends), as PNG files.
 
 Confusion matrix (absolute and normalised), per-class IoU and accuracy, training curves,
-and samples side by side (image | ground truth | prediction | difference | confidence).
+samples side by side (image | ground truth | prediction | difference | confidence), and
+the decision's trade-off curves (escape rate vs false-reject rate).
 Matplotlib's object API with the Agg canvas is used directly: no pyplot, no global
 backend switch, safe in threads and on machines without a display. Class colours are
 the fixed ones of :func:`segcore.common.display.class_colors`, the same as in inference overlays
@@ -26,6 +27,7 @@ from segcore.common.display import IGNORE_COLOR, class_colors, colorize, network
 from segcore.common.io import atomic_path
 
 if TYPE_CHECKING:
+    from segcore.evaluate.calibrate import Tradeoff
     from segcore.evaluate.evaluation import EvaluatedSample
 
 DPI = 100
@@ -303,3 +305,61 @@ def _legend_handles(
             Patch(facecolor=np.array(IGNORE_COLOR) / 255, edgecolor="black", label="ignore")
         )
     return handles
+
+
+def plot_tradeoff(
+    t: Tradeoff,
+    point: tuple[float, float] | None,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> None:
+    """Escape rate vs false-reject rate: one curve per defect class (that class's escapes
+    among the images holding it) and the overall curve, with the operating point marked.
+
+    Args:
+        t: from :func:`segcore.evaluate.calibrate.tradeoff`.
+        point: ``(escape rate, false-reject rate)`` of the rules in use, or ``None``.
+    """
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    colors = class_colors(len(t.curves) + 1) / 255.0
+    for i, c in enumerate(t.curves):
+        ax.step(
+            c.false_reject_rate,
+            c.escape_rate,
+            where="post",
+            color=colors[i + 1],
+            alpha=0.8,
+            label=f"{c.rule.class_name} (images holding it)",
+        )
+    order = np.argsort(t.false_reject_rate, kind="stable")
+    ax.plot(
+        t.false_reject_rate[order],
+        t.escape_rate[order],
+        color="black",
+        linewidth=2,
+        marker=".",
+        label="overall",
+    )
+    if point is not None:
+        ax.plot(point[1], point[0], "o", color="red", markersize=10, label="operating point")
+    ax.set_xlabel(f"false-reject rate ({t.num_defect_free} defect-free images)")
+    ax.set_ylabel(f"escape rate ({t.num_defective} defective images)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_message(path: str | os.PathLike[str], text: str) -> None:
+    """A small image that says ``text`` (a panel with nothing to show, e.g. no escapes)."""
+    fig = Figure(figsize=(6.0, 2.5))
+    ax = fig.add_subplot()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)
+    _save(fig, path)
