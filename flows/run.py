@@ -44,6 +44,8 @@ def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
         f"  report          {results.report_dir / REPORT_HTML}",
         f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
         "  DVC measures    .venv/bin/dvc metrics show   |   .venv/bin/dvc plots show",
+        f"  OK/NG on images .venv/bin/segcore infer {params.decision.calibration.out_bundle} "
+        "IMAGES... --out DIR   (the calibrated decision rules)",
         "  parameters      .venv/bin/dvc params diff   (after editing params.yaml)",
         f"  serve champion  PATH=.venv/bin:$PATH MLFLOW_TRACKING_URI={uri} mlflow models serve "
         f"-m 'models:/{params.registry.model_name}@{params.registry.champion_alias}' "

@@ -163,6 +163,16 @@ def test_mlflow_run_holds_params_epoch_metrics_model_and_lineage(flow_run: dict)
     assert tags[tracking.TAG_FLOW_RUN] == flow_run["flow_run_id"]
     artifacts = {a.path for a in client.list_artifacts(run_id, "reports")}
     assert {"reports/report.html", "reports/metrics.json"} <= artifacts
+    # the calibration's operating point and curves, and the test split's decision measures
+    calibration = json.loads((repo / "reports/calibration/calibration.json").read_text())
+    assert run.data.metrics["calibration/escape_rate"] == calibration["escape_rate"]
+    assert tags["calibration.split"] == "validation"
+    assert "calibration/tradeoff.png" in {
+        a.path for a in client.list_artifacts(run_id, "calibration")
+    }
+    assert (
+        run.data.metrics["test/image_confusion/ng_as_ok"] == metrics["image_confusion"]["ng_as_ok"]
+    )
     (model,) = client.search_logged_models([run.info.experiment_id])
     assert model.source_run_id == run_id
     champion = client.get_model_version_by_alias(params.registry.model_name, "champion")
