@@ -14,6 +14,11 @@ it adds, until nothing fires. On that path :func:`choose_point` picks the operat
 for the target: ``escape_rate`` <= x at the lowest false-reject rate, or
 ``false_reject_rate`` <= y at the lowest escape rate. When no point meets the target, the
 best reachable one is taken and the result says so.
+
+For display, :func:`confidence_sweep` sweeps every class's ``min_confidence`` from 0 to
+above 1 at its chosen ``min_area``: curves from "everything rejected" to "everything
+passes" through the operating point, also where the calibration's curves collapse into
+one point (a split the rules separate perfectly).
 """
 
 from __future__ import annotations
@@ -280,3 +285,45 @@ def choose_point(t: Tradeoff, target: str, max_escape: float, max_reject: float)
         f"{secondary[index]:.4f}); {why}"
     )
     return OperatingPoint(index, float(esc[index]), float(rej[index]), False, message)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Escape rate vs false-reject rate as every class's ``min_confidence`` sweeps from 0
+    to above 1 at its own ``min_area`` (the rules in use otherwise): a curve through the
+    operating point from "everything rejected" to "everything passes", for display.
+
+    Attributes:
+        confidence: ``(S,)`` the swept thresholds.
+        classes: class name -> ``(escape rate among images holding it, false-reject rate)``,
+            each ``(S,)``; classes without ground truth in the split are left out.
+        overall: ``(escape rate, false-reject rate)`` with every class at the threshold.
+    """
+
+    confidence: np.ndarray
+    classes: dict[str, tuple[np.ndarray, np.ndarray]]
+    overall: tuple[np.ndarray, np.ndarray]
+    num_defective: int
+    num_defect_free: int
+
+
+def confidence_sweep(
+    images: Sequence[ImageDecision], rules: DecisionRules, steps: int = 101
+) -> Sweep:
+    """The :class:`Sweep` of ``images`` around ``rules``."""
+    thresholds = np.append(np.linspace(0.0, 1.0, steps), 1.01)
+    defective = np.array([im.defective for im in images], dtype=bool)
+    free = ~defective
+    n_def, n_free = max(int(defective.sum()), 1), max(int(free.sum()), 1)
+    any_fire = np.zeros((len(thresholds), len(images)), dtype=bool)
+    classes = {}
+    for rule in rules.rules:
+        area = np.array([float(rule.min_area)])
+        fires = _class_fires(images, rule, area, thresholds)[:, 0, :].T  # (S, N)
+        any_fire |= fires
+        holds = np.array([rule.class_id in im.truth_classes for im in images], dtype=bool)
+        if holds.any():
+            escape = (~fires & holds).sum(axis=1) / holds.sum()
+            classes[rule.class_name] = (escape, (fires & free).sum(axis=1) / n_free)
+    overall = ((~any_fire & defective).sum(axis=1) / n_def, (any_fire & free).sum(axis=1) / n_free)
+    return Sweep(thresholds, classes, overall, int(defective.sum()), int(free.sum()))

@@ -26,7 +26,14 @@ from segcore.common.constants import BUNDLE_CONFIG
 from segcore.common.errors import DatasetError
 from segcore.common.io import make_temp_dir, replace_dir, write_json_atomic, write_text_atomic
 from segcore.data.dldataset import DLDataset
-from segcore.evaluate.calibrate import OperatingPoint, Tradeoff, choose_point, tradeoff
+from segcore.evaluate.calibrate import (
+    OperatingPoint,
+    Sweep,
+    Tradeoff,
+    choose_point,
+    confidence_sweep,
+    tradeoff,
+)
 from segcore.evaluate.evaluation import evaluate_model
 from segcore.evaluate.plots import plot_tradeoff
 from segcore.infer.apply import SegModel
@@ -53,6 +60,8 @@ class CalibrationResult:
     split: str
     num_images: int
     warnings: list[str]
+    sweep: Sweep | None = None
+    """The confidence sweep around the chosen rules, for the plot."""
 
     def record(self, params: DecisionParams) -> dict[str, Any]:
         """What the bundle and ``calibration.json`` store about the operating point."""
@@ -144,7 +153,8 @@ def calibrate_decisions(
     for note in notes:
         warnings.warn(note, CalibrationWarning, stacklevel=2)
     rules = replace(base, rules=t.rules_at(point.index, base), source="bundle")
-    calibrated = CalibrationResult(rules, t, point, c.split, result.num_images, notes)
+    sweep = confidence_sweep(result.decisions, rules)
+    calibrated = CalibrationResult(rules, t, point, c.split, result.num_images, notes, sweep)
     calibrated.rules = replace(rules, calibration=calibrated.record(params))
     return calibrated
 
@@ -190,9 +200,11 @@ def _write_report(result: CalibrationResult, params: DecisionParams, out: Path) 
         "warnings": result.warnings,
     }
     write_json_atomic(out / CALIBRATION_FILE, record)
+    assert result.sweep is not None
     plot_tradeoff(
-        t,
+        result.sweep,
         (result.point.escape_rate, result.point.false_reject_rate),
         out / TRADEOFF_PNG,
+        front=t,
         title=f"Escape rate vs false-reject rate ({result.split}, {result.num_images} images)",
     )

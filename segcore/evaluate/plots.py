@@ -27,7 +27,7 @@ from segcore.common.display import IGNORE_COLOR, class_colors, colorize, network
 from segcore.common.io import atomic_path
 
 if TYPE_CHECKING:
-    from segcore.evaluate.calibrate import Tradeoff
+    from segcore.evaluate.calibrate import Sweep, Tradeoff
     from segcore.evaluate.evaluation import EvaluatedSample
 
 DPI = 100
@@ -308,44 +308,45 @@ def _legend_handles(
 
 
 def plot_tradeoff(
-    t: Tradeoff,
+    sweep: Sweep,
     point: tuple[float, float] | None,
     path: str | os.PathLike[str],
     *,
+    front: Tradeoff | None = None,
     title: str = "",
 ) -> None:
-    """Escape rate vs false-reject rate: one curve per defect class (that class's escapes
-    among the images holding it) and the overall curve, with the operating point marked.
+    """Escape rate vs false-reject rate as the confidence thresholds sweep: one curve per
+    defect class (its escapes among the images holding it) and the overall one, the
+    operating point marked.
 
     Args:
-        t: from :func:`segcore.evaluate.calibrate.tradeoff`.
+        sweep: from :func:`segcore.evaluate.calibrate.confidence_sweep`.
         point: ``(escape rate, false-reject rate)`` of the rules in use, or ``None``.
+        front: the calibration's overall path (min_area and min_confidence both chosen),
+            drawn as points.
     """
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    colors = class_colors(len(t.curves) + 1) / 255.0
-    for i, c in enumerate(t.curves):
-        ax.step(
-            c.false_reject_rate,
-            c.escape_rate,
-            where="post",
-            color=colors[i + 1],
-            alpha=0.8,
-            label=f"{c.rule.class_name} (images holding it)",
+    colors = class_colors(len(sweep.classes) + 1) / 255.0
+    for i, (name, (escape, reject)) in enumerate(sweep.classes.items()):
+        ax.plot(
+            reject, escape, color=colors[i + 1], alpha=0.85, label=f"{name} (images holding it)"
         )
-    order = np.argsort(t.false_reject_rate, kind="stable")
-    ax.plot(
-        t.false_reject_rate[order],
-        t.escape_rate[order],
-        color="black",
-        linewidth=2,
-        marker=".",
-        label="overall",
-    )
+    escape, reject = sweep.overall
+    ax.plot(reject, escape, color="black", linewidth=2, label="overall")
+    if front is not None and len(front.escape_rate):
+        ax.plot(
+            front.false_reject_rate,
+            front.escape_rate,
+            "s",
+            color="grey",
+            markersize=5,
+            label="calibration path (area and confidence)",
+        )
     if point is not None:
         ax.plot(point[1], point[0], "o", color="red", markersize=10, label="operating point")
-    ax.set_xlabel(f"false-reject rate ({t.num_defect_free} defect-free images)")
-    ax.set_ylabel(f"escape rate ({t.num_defective} defective images)")
+    ax.set_xlabel(f"false-reject rate ({sweep.num_defect_free} defect-free images)")
+    ax.set_ylabel(f"escape rate ({sweep.num_defective} defective images)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

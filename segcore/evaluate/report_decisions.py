@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from segcore.evaluate.calibrate import tradeoff
+from segcore.evaluate.calibrate import confidence_sweep
 from segcore.evaluate.evaluation import EvaluationResult
 from segcore.evaluate.plots import plot_message, plot_samples, plot_tradeoff
 
@@ -64,7 +64,7 @@ def plot_decisions(result: EvaluationResult, out: Path) -> list[tuple[str, str, 
             else None
         )
         plot_tradeoff(
-            tradeoff(result.decisions, result.rules),
+            confidence_sweep(result.decisions, result.rules),
             point,
             out / "tradeoff.png",
             title=f"Escape rate vs false-reject rate ({result.split}, {result.num_images} images)",
@@ -73,8 +73,8 @@ def plot_decisions(result: EvaluationResult, out: Path) -> list[tuple[str, str, 
             (
                 "tradeoff.png",
                 "Escape rate vs false-reject rate",
-                "Each class's rule swept over min_area x min_confidence on this split; the "
-                "red point: the rules in use.",
+                "Each class's min_confidence swept from 0 to 1 at its min_area, on this "
+                "split; the red point: the rules in use.",
             )
         )
     return figures

@@ -231,7 +231,8 @@ def test_make_run_prints_where_to_look(flow_run: dict) -> None:
     from flows.run import where_to_look
 
     text = where_to_look(flow_run["repo"], flow_run["statuses"], 12.0)
-    assert "train ran" in text and "test mean_iou" in text
+    assert "train ran" in text and "test mean_iou" in text and "OK/NG:" in text
+    assert "segcore infer calibrated" in text
     for hint in ("report.html", "make ui", "dvc metrics show", "dvc plots show", "@champion"):
         assert hint in text
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcore.evaluate.calibrate import choose_point, tradeoff
+from segcore.evaluate.calibrate import choose_point, confidence_sweep, tradeoff
 from segcore.evaluate.decisions import ClassRegions, ImageDecision
 from segcore.infer.decide import ClassRule, DecisionRules, Verdict
 
@@ -96,3 +96,16 @@ def test_a_class_without_ground_truth_keeps_its_rule() -> None:
     assert t.skipped == ["contamination"]
     chosen = t.rules_at(0, rules)
     assert chosen[0] == other and chosen[1].class_name == "crack"
+
+
+def test_confidence_sweep_runs_from_all_rejected_to_all_passed() -> None:
+    sweep = confidence_sweep(_images(), BASE)  # min_area 1: every region counts
+    escape, reject = sweep.overall
+    # threshold 0: both cracks and both false regions fire; above 1: nothing does
+    assert (escape[0], reject[0]) == (0.0, pytest.approx(2 / 3))
+    assert (escape[-1], reject[-1]) == (1.0, 0.0)
+    # at 0.65: the 0.9 and 0.7 cracks and the 0.95 speck fire, the 0.6 region does not
+    k = int(np.argmin(np.abs(sweep.confidence - 0.65)))
+    assert (escape[k], reject[k]) == (0.0, pytest.approx(1 / 3))
+    assert np.all(np.diff(escape) >= 0) and np.all(np.diff(reject) <= 0)
+    assert list(sweep.classes) == ["crack"]
