@@ -192,7 +192,8 @@ def write_params(project: Path, data: Path, classes: dict, args: argparse.Namesp
 
 
 def run_segcore(prj: Project, params: dict, budget: float) -> dict[str, Any]:
-    """dataset, split, preprocess, train (1 epoch, then resumed to fit the budget), evaluate."""
+    """dataset, split, preprocess, train (1 epoch, then resumed to fit the budget), calibrate,
+    evaluate."""
     for stage in ("dataset", "split", "preprocess"):
         prj.run(stage)
     prj.run("train", "--epochs", "1")  # the probe: its checkpoint is resumed below
@@ -202,6 +203,7 @@ def run_segcore(prj: Project, params: dict, budget: float) -> dict[str, Any]:
     if epochs > 1:
         prj.run("train", "--resume", "--epochs", str(epochs))
     history = pd.read_csv(history_file)
+    prj.run("calibrate")  # evaluate.bundle is the calibrated copy
     prj.run("evaluate")
     metrics = json.loads((prj.root / params["evaluate"]["report_dir"] / "metrics.json").read_text())
     return {

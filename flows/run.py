@@ -40,13 +40,15 @@ def where_to_look(root: Path, statuses: dict[str, str], seconds: float) -> str:
             f"{'champion' if r['promoted'] else 'challenger'} (champion: version {r['champion']})"
         )
     uri = resolve_tracking_uri(params.tracking, root)
-    dvc = tool("dvc")
+    dvc, segcore = tool("dvc"), tool("segcore")
     lines += [
         "",
         "Where to look:",
         f"  report          {results.report_dir / REPORT_HTML}",
         f"  MLflow runs     make ui   (http://127.0.0.1:5000; store {uri})",
         f"  DVC measures    {dvc} metrics show   |   {dvc} plots show",
+        f"  OK/NG on images {segcore} infer {params.decision.calibration.out_bundle} "
+        "IMAGES... --out DIR   (the calibrated decision rules)",
         f"  parameters      {dvc} params diff   (after editing params.yaml)",
         f"  serve champion  PATH={Path(sys.executable).parent}:$PATH MLFLOW_TRACKING_URI={uri} mlflow models serve "
         f"-m 'models:/{params.registry.model_name}@{params.registry.champion_alias}' "

@@ -23,6 +23,7 @@ from segcore.cli_options import Overrides, section_command
 from segcore.common.errors import EXIT_USER_ERROR, SegcoreError
 from segcore.params import (
     DEFAULT_PARAMS_FILE,
+    CalibrationParams,
     DatasetParams,
     EvaluateParams,
     ImportLabelsParams,
@@ -38,8 +39,9 @@ from segcore.params import (
 app = typer.Typer(
     name="segcore",
     help="Semantic segmentation for industrial inspection: HALCON's workflow as a pipeline.\n\n"
-    "Stages in order: synth -> dataset -> split -> preprocess -> train -> evaluate -> register; "
-    "infer and export-onnx use a trained model bundle; init writes a project for your own data.",
+    "Stages in order: synth -> dataset -> split -> preprocess -> train -> calibrate -> evaluate "
+    "-> register; infer and export-onnx use a trained model bundle; init writes a project for "
+    "your own data.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -266,6 +268,22 @@ def plan(
 
 
 @app.command()
+@section_command(CalibrationParams, "decision.calibration", OPTION_NAMES)
+def calibrate(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
+    """Choose each defect class's OK/NG thresholds (min_area, min_confidence) on the
+    validation split for a target escape or false-reject rate, and write them into a copy
+    of the bundle (decision.calibration.out_bundle) that evaluate, infer and the served
+    model decide by; the trade-off curves go to decision.calibration.report_dir."""
+    from segcore.pipeline.stage_calibrate import run_calibrate
+
+    params = _params(params_file)
+    c = overrides.apply(params.decision.calibration)
+    decision = params.decision.model_copy(update={"calibration": c})
+    stage = run_calibrate(params.model_copy(update={"decision": decision}))
+    out.print(stage.summary, highlight=False)
+
+
+@app.command()
 @section_command(EvaluateParams, "evaluate", OPTION_NAMES)
 def evaluate(overrides: Overrides, params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE)) -> None:
     """Evaluate a model on one split and write metrics.json, plots and report.html
@@ -291,8 +309,9 @@ def infer(
     params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
 ) -> None:
     """Segment new images: per image the segmentation (class ids), confidence and overlay
-    images, and one regions table (apply_dl_model). Exit code 3 when some inputs failed.
-    Without a params.yaml in the working directory the infer defaults apply."""
+    images (with the OK/NG verdict), one regions table and one images table with the
+    verdicts (apply_dl_model, then the bundle's decision rules). Exit code 3 when some
+    inputs failed. Without a params.yaml in the working directory the defaults apply."""
     from segcore.common.errors import EXIT_PARTIAL_FAILURE
     from segcore.infer.apply import load_model
     from segcore.infer.files import check_out_dir, run_inference
@@ -300,8 +319,10 @@ def infer(
     check_out_dir(out_dir)  # before the model is loaded
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
     default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
-    p = overrides.apply(InferParams() if default_missing else _params(params_file).infer)
-    model = load_model(bundle, device=p.device, backend=p.backend)
+    params = Params() if default_missing else _params(params_file)
+    p = overrides.apply(params.infer)
+    # The bundle's decision rules; a bundle without them decides by params.yaml's.
+    model = load_model(bundle, device=p.device, backend=p.backend, decision=params.decision)
     summary = run_inference(
         model,
         inputs,

@@ -74,6 +74,43 @@ def overlay(
     return blended.round().astype(np.uint8)
 
 
+VERDICT_COLORS = {"OK": (40, 170, 60), "NG": (220, 30, 30)}
+"""Colour of the verdict banner and of the boxes around firing regions (RGB)."""
+
+
+def stamp_verdict(
+    rgb: np.ndarray,
+    label: str,
+    text: str,
+    boxes: Sequence[tuple[int, int, int, int]] = (),
+) -> np.ndarray:
+    """The overlay with its verdict: a frame and a banner (``OK``, or ``NG`` and the classes
+    that fired) in the verdict's colour, and a box around each firing region.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 (from :func:`overlay`).
+        label: ``OK`` or ``NG``.
+        text: the banner's text.
+        boxes: ``(row1, col1, row2, col2)`` inclusive, of the regions that fired.
+    """
+    import cv2
+
+    out = np.ascontiguousarray(rgb.copy())
+    color = VERDICT_COLORS.get(label, (255, 255, 255))
+    height, width = out.shape[:2]
+    thick = max(1, round(min(height, width) / 200))
+    for r1, c1, r2, c2 in boxes:
+        cv2.rectangle(out, (int(c1), int(r1)), (int(c2), int(r2)), color, thick)
+    cv2.rectangle(out, (0, 0), (width - 1, height - 1), color, 2 * thick)
+    scale = max(0.35, min(height, width) / 600)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(out, (0, 0), (min(width - 1, tw + 8), th + base + 8), color, -1)
+    cv2.putText(
+        out, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
+    return out
+
+
 def network_input_rgb(image: np.ndarray) -> np.ndarray:
     """``(C, H, W)`` network input -> ``(H, W, 3)`` in [0, 1], stretched to its own range."""
     img = np.asarray(image, dtype=np.float32)

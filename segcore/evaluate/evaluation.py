@@ -5,7 +5,10 @@ HALCON does on preprocessed samples. Every pixel of the split is counted into on
 ``(K, K)`` confusion matrix (rows predicted class, columns ground truth; ignore-class
 pixels and unknown label values removed), and every measure is derived from it with
 :mod:`segcore.evaluate.metrics` — never averaged per batch. A per-image mean IoU ranks the
-samples, and the worst ones are kept for the report.
+samples, and the worst ones are kept for the report. Beside the pixel measures, every
+image is decided OK or NG by the model's decision rules and counted into the image- and
+region-level measures of :mod:`segcore.evaluate.decisions`; escapes and false rejects are
+kept for the report.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from segcore.common.errors import DatasetError, ParamsError, Problems
 from segcore.common.progress import track
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import label_to_index, load_sample
+from segcore.evaluate.decisions import (
+    ImageDecision,
+    decision_measures,
+    input_scale,
+    judge_image,
+)
 from segcore.evaluate.metrics import (
     ALL,
     compute_measures,
@@ -35,6 +44,7 @@ from segcore.evaluate.metrics import (
     resolve_measures,
 )
 from segcore.infer.apply import SegModel, load_model
+from segcore.infer.decide import DecisionRules
 
 _PREPROCESS_KEYS_THAT_MUST_MATCH = (
     "image_width",
@@ -88,6 +98,12 @@ class EvaluationResult:
             where an image has no evaluated pixel.
         worst: the lowest-ranked samples (ascending mean IoU), for the report.
         seconds: wall time of the evaluation.
+        rules: the decision rules the images were judged by.
+        decisions: one :class:`ImageDecision` per image, in evaluation order.
+        decision_measures: image- and region-level measures
+            (:func:`segcore.evaluate.decisions.decision_measures`).
+        escapes / false_rejects: such samples (at most :data:`MAX_PANELS` each), for the
+            report.
     """
 
     split: str
@@ -99,6 +115,11 @@ class EvaluationResult:
     per_image: pd.DataFrame
     worst: list[EvaluatedSample] = field(default_factory=list)
     seconds: float = 0.0
+    rules: DecisionRules | None = None
+    decisions: list[ImageDecision] = field(default_factory=list)
+    decision_measures: dict[str, Any] = field(default_factory=dict)
+    escapes: list[EvaluatedSample] = field(default_factory=list)
+    false_rejects: list[EvaluatedSample] = field(default_factory=list)
 
     @property
     def num_images(self) -> int:
@@ -121,6 +142,16 @@ class EvaluationResult:
             if measure in self.measures:
                 pairs = ", ".join(f"{n} {v:.4f}" for n, v in self.per_class(measure).items())
                 lines.append(f"  {measure}: {pairs}")
+        d = self.decision_measures
+        if d:
+            rate = lambda k: f"{d[k]:.4f}" if k in d else "n/a"  # noqa: E731
+            lines.append(
+                f"  decisions: escape_rate {rate('escape_rate')} ({d['escapes']} of "
+                f"{d['num_defective']} defective), false_reject_rate "
+                f"{rate('false_reject_rate')} ({d['false_rejects']} of "
+                f"{d['num_defect_free']} defect-free), false_alarm_regions "
+                f"{d['false_alarm_regions']}"
+            )
         return "\n".join(lines)
 
 
@@ -158,13 +189,14 @@ def evaluate_model(
         else load_model(model_or_bundle, device=device)
     )
     samples = _check(ds, model, split)
+    rules = model.rules
     ignore = sorted(
         set(model.config.ignore_class_ids)
         | set((ds.preprocess_param or {}).get("ignore_class_ids", []))
     )
     class_ids = list(model.config.class_ids)
     start = time.perf_counter()
-    tally = _Tally(class_ids, ignore, keep_worst)
+    tally = _Tally(class_ids, ignore, keep_worst, rules, ds.preprocess_param)
     batches = _batches(ds, samples, batch_size)
     for batch in track(batches, f"Evaluating {split}", total=-(-len(samples) // batch_size)):
         tally.add_batch(model, batch)
@@ -179,6 +211,23 @@ def _measure_names(measures: Sequence[str]) -> list[str]:
         raise ParamsError(f"evaluate.measures: {err}") from None
 
 
+PER_IMAGE_COLUMNS = [
+    "image_id",
+    "name",
+    "mean_iou",
+    "pixel_accuracy",
+    "pixels",
+    "truth",
+    "verdict",
+    "outcome",
+    "fired",
+]
+"""Columns of ``EvaluationResult.per_image``; ``truth`` / ``verdict``: OK or NG, ``outcome``:
+``escape``, ``false_reject``, ``correct_ng`` or ``correct_ok``, ``fired``: the rules that fired."""
+MAX_PANELS = 12
+"""Escapes and false rejects kept for the report, each."""
+
+
 @dataclass
 class _Tally:
     """Sums over the batches: the confusion matrix, per-image rows and the worst samples."""
@@ -186,6 +235,11 @@ class _Tally:
     class_ids: list[int]
     ignore: list[int]
     keep_worst: int
+    rules: DecisionRules
+    preprocess_param: dict[str, Any] | None
+    decisions: list[ImageDecision] = field(default_factory=list)
+    escapes: list[EvaluatedSample] = field(default_factory=list)
+    false_rejects: list[EvaluatedSample] = field(default_factory=list)
     total: np.ndarray = field(init=False)
     """``(K, K)`` int64 pixel counts of every sample so far."""
     ids: np.ndarray = field(init=False)
@@ -224,6 +278,12 @@ class _Tally:
         miou = mean_iou(m) if counted else float("nan")
         name = str(row.get(COL_IMAGE_FILE, row[COL_SAMPLE_FILE]))
         image_id = int(row.get(COL_IMAGE_ID, len(self.rows)))
+        pred = self.ids[p]
+        scale = input_scale(row, pred.shape, self.preprocess_param)
+        decision = judge_image(
+            pred, c, sample["label"], self.rules, scale=scale, image_id=image_id, name=name
+        )
+        self.decisions.append(decision)
         self.rows.append(
             {
                 "image_id": image_id,
@@ -231,18 +291,19 @@ class _Tally:
                 "mean_iou": miou,
                 "pixel_accuracy": pixel_accuracy(m) if counted else float("nan"),
                 "pixels": counted,
+                "truth": "NG" if decision.defective else "OK",
+                "verdict": decision.verdict.label,
+                "outcome": decision.outcome,
+                "fired": decision.verdict.describe(),
             }
         )
+        kept = EvaluatedSample(
+            image_id, name, miou, sample["image"], sample["label"], pred, c.astype(np.float32)
+        )
+        panels = {"escape": self.escapes, "false_reject": self.false_rejects}.get(decision.outcome)
+        if panels is not None and len(panels) < MAX_PANELS:
+            panels.append(kept)
         if self.keep_worst > 0 and counted:
-            kept = EvaluatedSample(
-                image_id,
-                name,
-                miou,
-                sample["image"],
-                sample["label"],
-                self.ids[p],
-                c.astype(np.float32),
-            )
             self._keep((-miou, -len(self.rows), kept))
 
     def _keep(self, entry: tuple[float, int, EvaluatedSample]) -> None:
@@ -263,11 +324,14 @@ class _Tally:
             class_names=class_names,
             ignore_class_ids=self.ignore,
             confusion_matrix=self.total,
-            per_image=pd.DataFrame(
-                self.rows, columns=["image_id", "name", "mean_iou", "pixel_accuracy", "pixels"]
-            ),
+            per_image=pd.DataFrame(self.rows, columns=PER_IMAGE_COLUMNS),
             worst=[e[2] for e in sorted(self.worst, key=lambda e: (-e[0], -e[1]))],
             seconds=time.perf_counter() - start,
+            rules=self.rules,
+            decisions=self.decisions,
+            decision_measures=decision_measures(self.decisions, self.rules),
+            escapes=self.escapes,
+            false_rejects=self.false_rejects,
         )
 
 

@@ -1,7 +1,8 @@
 """Evaluation plots (HALCON: dev_display_segmentation_evaluation and friends), as PNG files.
 
 Confusion matrix (absolute and normalised), per-class IoU and accuracy, training curves,
-and samples side by side (image | ground truth | prediction | difference | confidence).
+samples side by side (image | ground truth | prediction | difference | confidence), and
+the decision's trade-off curves (escape rate vs false-reject rate).
 Matplotlib's object API with the Agg canvas is used directly: no pyplot, no global
 backend switch, safe in threads and on machines without a display. Class colours are
 the fixed ones of :func:`segcore.common.display.class_colors`, the same as in inference overlays
@@ -26,6 +27,7 @@ from segcore.common.display import IGNORE_COLOR, class_colors, colorize, network
 from segcore.common.io import atomic_path
 
 if TYPE_CHECKING:
+    from segcore.evaluate.calibrate import Sweep, Tradeoff
     from segcore.evaluate.evaluation import EvaluatedSample
 
 DPI = 100
@@ -303,3 +305,62 @@ def _legend_handles(
             Patch(facecolor=np.array(IGNORE_COLOR) / 255, edgecolor="black", label="ignore")
         )
     return handles
+
+
+def plot_tradeoff(
+    sweep: Sweep,
+    point: tuple[float, float] | None,
+    path: str | os.PathLike[str],
+    *,
+    front: Tradeoff | None = None,
+    title: str = "",
+) -> None:
+    """Escape rate vs false-reject rate as the confidence thresholds sweep: one curve per
+    defect class (its escapes among the images holding it) and the overall one, the
+    operating point marked.
+
+    Args:
+        sweep: from :func:`segcore.evaluate.calibrate.confidence_sweep`.
+        point: ``(escape rate, false-reject rate)`` of the rules in use, or ``None``.
+        front: the calibration's overall path (min_area and min_confidence both chosen),
+            drawn as points.
+    """
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    colors = class_colors(len(sweep.classes) + 1) / 255.0
+    for i, (name, (escape, reject)) in enumerate(sweep.classes.items()):
+        ax.plot(
+            reject, escape, color=colors[i + 1], alpha=0.85, label=f"{name} (images holding it)"
+        )
+    escape, reject = sweep.overall
+    ax.plot(reject, escape, color="black", linewidth=2, label="overall")
+    if front is not None and len(front.escape_rate):
+        ax.plot(
+            front.false_reject_rate,
+            front.escape_rate,
+            "s",
+            color="grey",
+            markersize=5,
+            label="calibration path (area and confidence)",
+        )
+    if point is not None:
+        ax.plot(point[1], point[0], "o", color="red", markersize=10, label="operating point")
+    ax.set_xlabel(f"false-reject rate ({sweep.num_defect_free} defect-free images)")
+    ax.set_ylabel(f"escape rate ({sweep.num_defective} defective images)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_message(path: str | os.PathLike[str], text: str) -> None:
+    """A small image that says ``text`` (a panel with nothing to show, e.g. no escapes)."""
+    fig = Figure(figsize=(6.0, 2.5))
+    ax = fig.add_subplot()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)
+    _save(fig, path)

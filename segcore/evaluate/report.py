@@ -3,12 +3,18 @@
 :func:`write_evaluation_report` writes into the report folder:
 
 - ``metrics.json``: the scalar measures plus ``class_iou`` / ``class_pixel_accuracy`` as
-  ``{class name: value}`` (-1: no ground truth) and ``num_images``; numbers only, so
-  ``dvc metrics show`` lists them as ``mean_iou``, ``class_iou.crack``, ...
+  ``{class name: value}`` (-1: no ground truth) and ``num_images``, and the decision's
+  image- and region-level measures (``escape_rate``, ``false_reject_rate``,
+  ``image_confusion.ng_as_ok``, ``region_recall.crack``, ``false_alarm_regions``, ...;
+  :mod:`segcore.evaluate.decisions`); numbers only, so ``dvc metrics show`` lists them as
+  ``mean_iou``, ``class_iou.crack``, ...
 - ``confusion_matrix.csv`` (rows predicted, columns ground truth), ``class_measures.csv``,
   ``per_image.csv`` (every image, worst mean IoU first);
-- ``confusion_matrix.png``, ``confusion_matrix_normalized.png``, ``class_measures.png``,
-  ``training_curves.png`` (when a training history exists), ``worst_samples.png``;
+- ``escapes.png`` and ``false_rejects.png`` (the images the decision got wrong, shown
+  first), ``tradeoff.png`` (escape rate vs false-reject rate on this split, per class and
+  overall, the rules in use marked), ``confusion_matrix.png``,
+  ``confusion_matrix_normalized.png``, ``class_measures.png``, ``training_curves.png``
+  (when a training history exists), ``worst_samples.png``;
 - ``report.html`` (every image embedded, opens anywhere) and ``report.md`` (links the PNGs).
 """
 
@@ -36,6 +42,12 @@ from segcore.evaluate.plots import (
     plot_samples,
     plot_training_curves,
 )
+from segcore.evaluate.report_decisions import (
+    decision_rows,
+    plot_decisions,
+    region_columns,
+    rules_note,
+)
 from segcore.infer.apply import SegModel
 
 
@@ -46,6 +58,7 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         if measure in result.measures:
             out[measure] = result.per_class(measure)
     out["num_images"] = result.num_images
+    out.update(result.decision_measures)
     return out
 
 
@@ -60,6 +73,7 @@ def class_table(result: EvaluationResult) -> pd.DataFrame:
             "pixel_accuracy": class_pixel_accuracy(m),
             "ground_truth_pixels": m.sum(axis=0),
             "predicted_pixels": m.sum(axis=1),
+            **region_columns(result),
         }
     )
 
@@ -99,7 +113,7 @@ def write_evaluation_report(
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     classes, ranked = _write_tables(result, out)
-    figures = _plot_measures(result, classes, out)
+    figures = plot_decisions(result, out) + _plot_measures(result, classes, out)
     history_note = _training_curves(history_path, out / "training_curves.png")
     if history_note is None:
         figures.append(("training_curves.png", "Training curves", str(history_path)))
@@ -284,6 +298,9 @@ def _html(
         f"{html.escape(str(result.ignore_class_ids or 'none'))}. Measures as HALCON's "
         "evaluate_dl_model, from one confusion matrix over all pixels; -1 / "
         "'no ground truth' marks classes without ground-truth pixels.</p>",
+        "<h2>Decisions (OK / NG per image)</h2>",
+        f"<p class='note'>{html.escape(rules_note(result))}</p>",
+        _html_table(["measure", "value"], decision_rows(result)),
         "<h2>Measures</h2>",
         _html_table(["measure", "value"], _measure_rows(result)),
         "<h2>Per class</h2>",
@@ -322,6 +339,9 @@ def _markdown(
         f"# Evaluation on the {result.split} split",
         f"{result.num_images} images, {result.seconds:.1f} s. Ignore classes: "
         f"{result.ignore_class_ids or 'none'}.",
+        "## Decisions (OK / NG per image)",
+        rules_note(result),
+        _md_table(["measure", "value"], decision_rows(result)),
         "## Measures",
         _md_table(["measure", "value"], _measure_rows(result)),
         "## Per class",

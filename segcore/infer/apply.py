@@ -28,30 +28,34 @@ import torch
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
 from segcore.data.roi import Roi
+from segcore.infer.components import (
+    REGION_COLUMNS,
+    Region,
+    find_regions,
+    region_columns,
+    regions_from,
+)
+from segcore.infer.decide import DecisionRules, Verdict, decide, rules_for
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
 from segcore.model.outputs import ignore_indices, masked_probabilities
-from segcore.params import PreprocessParams
+from segcore.params import DecisionParams, PreprocessParams
 from segcore.preprocess.transforms import preprocess_samples, resolve_roi
 
 BACKENDS = ("torch", "onnx")
-
-
-@dataclass(frozen=True)
-class Region:
-    """One connected component of one class (HALCON: a region of the thresholded result).
-
-    ``bbox`` is ``(row1, col1, row2, col2)``, inclusive, in input-image pixels;
-    ``centroid`` is ``(row, col)``.
-    """
-
-    class_id: int
-    class_name: str
-    area: int
-    bbox: tuple[int, int, int, int]
-    centroid: tuple[float, float]
-    mean_confidence: float
+__all__ = [
+    "BACKENDS",
+    "REGION_COLUMNS",
+    "DLResult",
+    "Region",
+    "SegModel",
+    "apply_model",
+    "find_regions",
+    "load_model",
+    "region_columns",
+    "to_result",
+]
 
 
 @dataclass
@@ -63,11 +67,14 @@ class DLResult:
         segmentation_confidence: ``(H, W)`` float32 in [0, 1], probability of the chosen class.
         regions: connected components (8-neighbourhood) of every class, ordered by class
             index, then by area (largest first); only those with at least ``min_area`` pixels.
+        verdict: OK or NG by the model's decision rules (:mod:`segcore.infer.decide`),
+            from every region whatever ``min_area``.
     """
 
     segmentation_image: np.ndarray
     segmentation_confidence: np.ndarray
     regions: list[Region] = field(default_factory=list)
+    verdict: Verdict = field(default_factory=Verdict)
 
     def regions_of(self, class_id: int) -> list[Region]:
         """The regions of one class id."""
@@ -83,6 +90,7 @@ class SegModel:
         device: where the torch module runs.
         session: an onnxruntime session instead of ``module`` (input ``image``, output
             ``probabilities`` ``(N, K, H, W)``).
+        decision: the rules when the bundle holds none (default: ``DecisionParams()``).
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class SegModel:
         config: BundleConfig,
         device: torch.device | str = "cpu",
         session: Any | None = None,
+        decision: DecisionParams | None = None,
     ) -> None:
         if (module is None) == (session is None):
             raise ValueError("give exactly one of module and session")
@@ -99,6 +108,8 @@ class SegModel:
         self.device = torch.device(device)
         self.session = session
         self._ignore = ignore_indices(config.class_ids, config.ignore_class_ids)
+        self.rules: DecisionRules = rules_for(config, decision)
+        """The OK/NG rules: the bundle's, else ``decision``'s."""
 
     @property
     def backend(self) -> str:
@@ -135,7 +146,10 @@ class SegModel:
 
 
 def load_model(
-    bundle: str | os.PathLike[str], device: str = "auto", backend: str = "torch"
+    bundle: str | os.PathLike[str],
+    device: str = "auto",
+    backend: str = "torch",
+    decision: DecisionParams | None = None,
 ) -> SegModel:
     """Load a model bundle for inference.
 
@@ -144,10 +158,12 @@ def load_model(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         backend: ``torch`` (the bundle's weights) or ``onnx`` (``model.onnx`` in the bundle,
             written by ``segcore export-onnx``, run with onnxruntime).
+        decision: the OK/NG rules for a bundle that holds none (default: the defaults of
+            the ``decision`` section).
 
     Raises:
         SegcoreError: no (complete) bundle there, an unknown backend, or a missing or stale
-            ONNX file.
+            ONNX file; decision rules that name classes the model lacks.
     """
     path = Path(bundle)
     if backend not in BACKENDS:
@@ -155,8 +171,9 @@ def load_model(
     dev = resolve_device(device)
     if backend == "torch":
         module, config = load_bundle(path, device=dev)
-        return SegModel(module, config, dev)
-    return SegModel(None, read_bundle_config(path), dev, session=open_session(path, device=dev))
+        return SegModel(module, config, dev, decision=decision)
+    config = read_bundle_config(path)
+    return SegModel(None, config, dev, session=open_session(path, device=dev), decision=decision)
 
 
 def apply_model(
@@ -197,7 +214,7 @@ def apply_model(
         inputs = [_matched(image, model.config, start + i) for i, image in enumerate(chunk)]
         probs = model.probabilities(preprocess_samples(inputs, param, chunk_rois))
         results.extend(
-            to_result(p, image.shape[:2], model.config, roi, min_area)
+            to_result(p, image.shape[:2], model.config, roi, min_area, rules=model.rules)
             for p, image, roi in zip(probs, chunk, chunk_rois, strict=True)
         )
     return results
@@ -236,6 +253,7 @@ def to_result(
     min_area: int = 1,
     *,
     with_regions: bool = True,
+    rules: DecisionRules | None = None,
 ) -> DLResult:
     """Network output of one image -> :class:`DLResult` at the input's size.
 
@@ -246,7 +264,8 @@ def to_result(
             (``crop_domain``); outside it the result is the first class that is not an
             ignore class (ignore classes are never predicted), with confidence 0.
         min_area: smallest region (pixels) kept in ``regions``.
-        with_regions: find the regions (else ``regions`` stays empty).
+        with_regions: find the regions (else ``regions`` stays empty and the verdict OK).
+        rules: the decision rules (default: the bundle's, else the defaults).
     """
     height, width = size
     r1, c1, r2, c2 = roi if roi is not None else (0, 0, height - 1, width - 1)
@@ -263,104 +282,8 @@ def to_result(
     confidence = np.zeros((height, width), dtype=np.float32)
     seg[r1 : r2 + 1, c1 : c2 + 1] = ids[index]
     confidence[r1 : r2 + 1, c1 : c2 + 1] = np.clip(conf, 0.0, 1.0)
-    regions = find_regions(seg, confidence, config, min_area) if with_regions else []
-    return DLResult(seg, confidence, regions)
-
-
-REGION_COLUMNS = (
-    "class_id",
-    "class_name",
-    "area",
-    "row1",
-    "col1",
-    "row2",
-    "col2",
-    "centroid_row",
-    "centroid_col",
-    "mean_confidence",
-)
-"""Columns of :func:`region_columns` (bounding box inclusive, centroid as row / column)."""
-
-
-def region_columns(
-    segmentation: np.ndarray,
-    confidence: np.ndarray,
-    config: BundleConfig,
-    min_area: int = 1,
-) -> dict[str, np.ndarray]:
-    """Connected components (8-neighbourhood) of every class, as columns (one entry each).
-
-    Ordered by class index, then by area (largest first). Vectorised: a noisy result
-    with thousands of specks costs milliseconds.
-
-    Args:
-        segmentation: ``(H, W)`` class ids.
-        confidence: ``(H, W)`` float32 confidences (for each region's mean).
-        min_area: regions with fewer pixels are dropped.
-
-    Returns:
-        :data:`REGION_COLUMNS` -> 1-D arrays of equal length.
-    """
-    parts: list[dict[str, np.ndarray]] = []
-    flat_conf = confidence.ravel().astype(np.float64)
-    for class_id, name in zip(config.class_ids, config.class_names, strict=True):
-        mask = (segmentation == class_id).view(np.uint8)
-        if not mask.any():
-            continue
-        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        sums = np.bincount(labels.ravel(), weights=flat_conf, minlength=n)[1:]
-        stats, centroids = stats[1:], centroids[1:]
-        area = stats[:, cv2.CC_STAT_AREA]
-        keep = np.flatnonzero(area >= min_area)
-        keep = keep[np.argsort(-area[keep], kind="stable")]
-        x, y = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
-        parts.append(
-            {
-                "class_id": np.full(len(keep), class_id, dtype=np.int32),
-                "class_name": np.full(len(keep), name, dtype=object),
-                "area": area[keep].astype(np.int64),
-                "row1": y.astype(np.int32),
-                "col1": x.astype(np.int32),
-                "row2": (y + stats[keep, cv2.CC_STAT_HEIGHT] - 1).astype(np.int32),
-                "col2": (x + stats[keep, cv2.CC_STAT_WIDTH] - 1).astype(np.int32),
-                "centroid_row": centroids[keep, 1],
-                "centroid_col": centroids[keep, 0],
-                "mean_confidence": sums[keep] / area[keep],
-            }
-        )
-    if not parts:
-        empty = {"class_id": np.int32, "class_name": object, "area": np.int64}
-        return {c: np.zeros(0, dtype=empty.get(c, np.float64)) for c in REGION_COLUMNS}
-    return {c: np.concatenate([p[c] for p in parts]) for c in REGION_COLUMNS}
-
-
-def find_regions(
-    segmentation: np.ndarray,
-    confidence: np.ndarray,
-    config: BundleConfig,
-    min_area: int = 1,
-) -> list[Region]:
-    """Connected components (8-neighbourhood) of every class in a segmentation image.
-
-    Args:
-        segmentation: ``(H, W)`` class ids.
-        confidence: ``(H, W)`` float32 confidences (for each region's mean).
-        min_area: regions with fewer pixels are dropped.
-
-    Returns:
-        the regions, ordered by class index, then by area (largest first).
-    """
-    cols = region_columns(segmentation, confidence, config, min_area)
-    return [
-        Region(
-            class_id=int(cid),
-            class_name=str(name),
-            area=int(area),
-            bbox=(int(r1), int(c1), int(r2), int(c2)),
-            centroid=(float(cr), float(cc)),
-            mean_confidence=float(mc),
-        )
-        for cid, name, area, r1, c1, r2, c2, cr, cc, mc in zip(
-            *(cols[c] for c in REGION_COLUMNS), strict=True
-        )
-    ]
+    if not with_regions:
+        return DLResult(seg, confidence)
+    cols = region_columns(seg, confidence, config)
+    verdict, fires = decide(cols, rules or rules_for(config))
+    return DLResult(seg, confidence, regions_from(cols, min_area, fires), verdict)

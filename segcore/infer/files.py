@@ -9,8 +9,10 @@ are in memory whatever the folder holds. Per image it writes
 - ``<name>_overlay.png``: the image with the classes tinted in their fixed colours,
 
 and for the whole run ``regions.parquet`` and ``regions.csv`` (one row per connected
-region: file, class, area, bounding box, centroid, mean confidence; see
-:mod:`segcore.infer.regions`). ``<name>`` is the file's stem, with its sub-folder kept for
+region: file, class, area, bounding box, centroid, mean and max confidence, whether it
+fires its class's decision rule; see :mod:`segcore.infer.regions`) and ``images.parquet``
+and ``images.csv`` (one row per image: its OK/NG verdict and the rules that fired, by the
+bundle's decision rules, :mod:`segcore.infer.decide`). The overlay shows the verdict. ``<name>`` is the file's stem, with its sub-folder kept for
 folder inputs. Every per-image failure (unreadable input, too large, no memory, disk
 full while writing its outputs) is reported and skipped; the others go on, and the
 regions table describes exactly the images of this run.
@@ -37,7 +39,7 @@ import pyarrow as pa
 from rich.progress import Progress, TaskID
 
 from segcore.common.constants import CROP_DOMAIN
-from segcore.common.display import overlay
+from segcore.common.display import overlay, stamp_verdict
 from segcore.common.errors import DatasetError, SegcoreError
 from segcore.common.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -49,6 +51,7 @@ from segcore.common.images import (
 from segcore.common.progress import make_progress
 from segcore.data.roi import Roi, read_roi, roi_file
 from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.infer.decide import Verdict, decide
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.folders import (
     OUTPUT_SUFFIXES,
@@ -57,7 +60,13 @@ from segcore.infer.folders import (
     collect_inputs,
     out_lock,
 )
-from segcore.infer.regions import REGIONS_SCHEMA, RegionsTable
+from segcore.infer.regions import (
+    IMAGE_TABLE_NAMES,
+    IMAGES_SCHEMA,
+    REGIONS_SCHEMA,
+    RegionsTable,
+)
+from segcore.infer.summary import InferenceSummary, rules_source
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
@@ -65,48 +74,6 @@ _IMAGE_ERRORS = (Exception,)
 """Errors of one image (unreadable, too large, out of memory, disk full): reported, skipped."""
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass
-class InferenceSummary:
-    """What a run did: counts, failures (file, reason), outputs and time."""
-
-    out_dir: Path
-    num_inputs: int = 0
-    num_done: int = 0
-    num_regions: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    not_written: list[tuple[str, str]] = field(default_factory=list)
-    """Tables that could not be written (path, reason)."""
-    notes: list[str] = field(default_factory=list)
-    """Warnings about the run (inputs converted to the model's bit depth)."""
-    seconds: float = 0.0
-    regions_parquet: Path | None = None
-    regions_csv: Path | None = None
-
-    @property
-    def images_per_second(self) -> float:
-        return self.num_done / self.seconds if self.seconds > 0 else 0.0
-
-    def render(self) -> str:
-        """A few lines for the terminal."""
-        lines = [
-            f"Inference: {self.num_done} of {self.num_inputs} images in {self.seconds:.1f} s "
-            f"({self.images_per_second:.1f} images/s), {self.num_regions} regions -> {self.out_dir}"
-        ]
-        lines.extend(f"Warning: {note}" for note in self.notes)
-        if self.failed:
-            lines.append(f"{len(self.failed)} input(s) failed and were skipped:")
-            lines.extend(f"  {f}: {reason}" for f, reason in self.failed)
-        if self.not_written:
-            lines.append(f"{len(self.not_written)} table(s) could not be written:")
-            lines.extend(f"  {f}: {reason}" for f, reason in self.not_written)
-        return "\n".join(lines)
-
-    @property
-    def ok(self) -> bool:
-        """Every input segmented and every table written."""
-        return not self.failed and not self.not_written
 
 
 def run_inference(
@@ -139,6 +106,7 @@ def run_inference(
     out = check_out_dir(out_dir)
     files, missing = collect_inputs(inputs, out)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
+    summary.rules = rules_source(model)
     if not files:
         raise SegcoreError(
             f"no images found in {', '.join(map(str, inputs))}; pass image files or folders "
@@ -153,17 +121,19 @@ def run_inference(
         out_lock(out),
         ThreadPoolExecutor(workers, thread_name_prefix="segcore-infer") as pool,
         RegionsTable(out) as table,
+        RegionsTable(out, IMAGE_TABLE_NAMES, IMAGES_SCHEMA) as images,
         make_progress() as progress,
     ):
         task = progress.add_task("Inference", total=len(files))
-        stream = _Stream(table, summary, progress, task)
+        stream = _Stream(table, images, summary, progress, task)
         _stream_files(pool, outputs, stream, files, batch_size)
         summary.num_regions = table.rows
-        summary.not_written = table.publish()
+        summary.not_written = table.publish() + images.publish()
         summary.notes = sorted(outputs.notes)
     summary.seconds = time.perf_counter() - start
     if not summary.not_written:
         summary.regions_parquet, summary.regions_csv = table.paths
+        summary.images_parquet, summary.images_csv = images.paths
     return summary
 
 
@@ -216,30 +186,47 @@ class _Outputs:
             )
         return roi
 
-    def finish(self, item: InputFile, image: np.ndarray, probs: np.ndarray) -> pa.Table:
-        """Write one image's segmentation, confidence and overlay; returns its region rows.
+    def finish(
+        self, item: InputFile, image: np.ndarray, probs: np.ndarray
+    ) -> tuple[pa.Table, pa.Table, Verdict]:
+        """Write one image's segmentation, confidence and overlay; returns its region rows,
+        its row of the images table and its verdict.
 
         On an error none of the image's outputs is left (no half set, no older one)."""
         config = self.model.config
         roi = self.rois.pop(item.path, self.roi)
         result = to_result(probs, image.shape[:2], config, roi, with_regions=False)
+        cols = region_columns(result.segmentation_image, result.segmentation_confidence, config)
+        verdict, fires = decide(cols, self.model.rules)
+        boxes = [
+            tuple(int(cols[k][i]) for k in ("row1", "col1", "row2", "col2"))
+            for i in np.flatnonzero(fires)
+        ]
+        shown = overlay(image, result.segmentation_image, config.class_ids)
+        banner = verdict.label + (f": {', '.join(verdict.classes)}" if verdict.classes else "")
         paths = [Path(f"{self.out / item.name}{suffix}") for suffix in OUTPUT_SUFFIXES]
         try:
             write_image_atomic(paths[0], result.segmentation_image.astype(self.seg_dtype))
             write_image_atomic(paths[1], result.segmentation_confidence)
-            write_image_atomic(
-                paths[2], overlay(image, result.segmentation_image, config.class_ids)
-            )
+            write_image_atomic(paths[2], stamp_verdict(shown, verdict.label, banner, boxes))
         except BaseException:
             for path in paths:
                 if path.is_file():
                     path.unlink()
             raise
-        cols = region_columns(
-            result.segmentation_image, result.segmentation_confidence, config, self.min_area
-        )
-        files = np.full(len(cols["area"]), str(item.path), dtype=object)
-        return pa.Table.from_pydict({"file": files, **cols}, schema=REGIONS_SCHEMA)
+        keep = cols["area"] >= self.min_area
+        cols = {k: v[keep] for k, v in cols.items()} | {"fires": fires[keep]}
+        files = np.full(int(keep.sum()), str(item.path), dtype=object)
+        regions = pa.Table.from_pydict({"file": files, **cols}, schema=REGIONS_SCHEMA)
+        row = {
+            "file": [str(item.path)],
+            "verdict": [verdict.label],
+            "fired_classes": [";".join(verdict.classes)],
+            "reason": [verdict.describe()],
+            "num_regions": [int(keep.sum())],
+            "num_firing_regions": [int(fires.sum())],
+        }
+        return regions, pa.Table.from_pydict(row, schema=IMAGES_SCHEMA), verdict
 
 
 @dataclass
@@ -247,6 +234,7 @@ class _Stream:
     """The images being written (in input order) and where their results go."""
 
     table: RegionsTable
+    images: RegionsTable
     summary: InferenceSummary
     progress: Progress
     task: TaskID
@@ -270,7 +258,10 @@ class _Stream:
         while len(self.pending) > keep:
             item, fut = self.pending.popleft()
             try:
-                self.table.add(fut.result())
+                regions, row, verdict = fut.result()
+                self.table.add(regions)
+                self.images.add(row)
+                self.summary.count(verdict)
                 self.summary.num_done += 1
             except _IMAGE_ERRORS as err:
                 self.summary.failed.append((str(item.path), _reason(err)))

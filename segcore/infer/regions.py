@@ -1,5 +1,6 @@
-"""The regions table of an inference run: ``regions.parquet`` and ``regions.csv`` in the
-output folder, one row per connected region of every image the run segmented.
+"""The tables of an inference run: ``regions.parquet`` and ``regions.csv`` in the output
+folder, one row per connected region of every image the run segmented, and
+``images.parquet`` and ``images.csv``, one row per image with its OK/NG verdict.
 
 Rows stream into temporary files beside the tables; :meth:`RegionsTable.publish` renames
 them into place at the end. Tables of an earlier run are removed when a run starts, so
@@ -31,12 +32,32 @@ REGIONS_SCHEMA = pa.schema(
         ("centroid_row", pa.float64()),
         ("centroid_col", pa.float64()),
         ("mean_confidence", pa.float64()),
+        ("max_confidence", pa.float64()),
+        ("fires", pa.bool_()),
     ]
 )
-"""Columns of the regions table (bounding box inclusive, in input pixels)."""
+"""Columns of the regions table (bounding box inclusive, in input pixels; ``fires``: the
+region passes its class's decision rule)."""
 
 TABLE_NAMES = ("regions.parquet", "regions.csv")
 """File names of the regions table in the output folder."""
+
+IMAGES_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("verdict", pa.string()),
+        ("fired_classes", pa.string()),
+        ("reason", pa.string()),
+        ("num_regions", pa.int64()),
+        ("num_firing_regions", pa.int64()),
+    ]
+)
+"""Columns of the images table: ``verdict`` OK or NG, ``fired_classes`` the classes whose
+rule fired (``;``-separated), ``reason`` the rule that fired per class, the numbers of
+regions (of at least ``infer.min_area`` pixels) and of regions that pass their rule."""
+
+IMAGE_TABLE_NAMES = ("images.parquet", "images.csv")
+"""File names of the images table in the output folder."""
 
 
 def _temp_beside(path: Path) -> Path:
@@ -48,7 +69,8 @@ def _temp_beside(path: Path) -> Path:
 
 
 class RegionsTable:
-    """Collects per-image region tables and appends them to both files in chunks.
+    """Collects per-image rows (regions, or the images table with ``IMAGE_TABLE_NAMES`` and
+    ``IMAGES_SCHEMA``) and appends them to both files in chunks.
 
     A write error (disk full) stops the table, not the run: it is reported by
     :meth:`publish` and no table is published.
@@ -56,8 +78,13 @@ class RegionsTable:
 
     FLUSH_ROWS = 10_000
 
-    def __init__(self, out: Path) -> None:
-        self.paths = tuple(out / name for name in TABLE_NAMES)
+    def __init__(
+        self,
+        out: Path,
+        names: tuple[str, str] = TABLE_NAMES,
+        schema: pa.Schema = REGIONS_SCHEMA,
+    ) -> None:
+        self.paths = tuple(out / name for name in names)
         for path in self.paths:
             if path.is_file() or path.is_symlink():
                 path.unlink()  # an earlier run's table must not describe this run's images
@@ -67,8 +94,8 @@ class RegionsTable:
         self._pending_rows = 0
         self._tmp = [_temp_beside(p) for p in self.paths]
         options = pa_csv.WriteOptions(quoting_style="needed")
-        self._parquet = pq.ParquetWriter(self._tmp[0], REGIONS_SCHEMA)
-        self._csv = pa_csv.CSVWriter(str(self._tmp[1]), REGIONS_SCHEMA, write_options=options)
+        self._parquet = pq.ParquetWriter(self._tmp[0], schema)
+        self._csv = pa_csv.CSVWriter(str(self._tmp[1]), schema, write_options=options)
 
     def __enter__(self) -> RegionsTable:
         return self

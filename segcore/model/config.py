@@ -38,6 +38,10 @@ class BundleConfig:
         input_bit_depth: bits per channel of the training images (8, 16; 32 for float),
             ``None`` when unknown or mixed. Inference converts other inputs to it where the
             normalization defines how (see :mod:`segcore.infer.depth`).
+        decision: the OK/NG rules (``background_classes``, ``pixel_size_mm``, ``rules``:
+            class name -> rule, ``calibration``: the operating point and its validation
+            rates), written by ``segcore calibrate``; ``None`` in bundles without them
+            (see :mod:`segcore.infer.decide`).
     """
 
     architecture: dict[str, Any]
@@ -47,6 +51,7 @@ class BundleConfig:
     preprocess_param: dict[str, Any]
     training_summary: dict[str, Any] = field(default_factory=dict)
     input_bit_depth: int | None = None
+    decision: dict[str, Any] | None = None
 
 
 def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
@@ -68,7 +73,7 @@ def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("segcore.bundle/"):
         raise BundleError(f"{path}: not a segcore model bundle config; {fix}")
     names = [f.name for f in BundleConfig.__dataclass_fields__.values()]
-    optional = ("training_summary", "input_bit_depth")
+    optional = ("training_summary", "input_bit_depth", "decision")
     missing = [n for n in names if n not in meta and n not in optional]
     if missing:
         raise BundleError(f"{path}: lacks {', '.join(missing)}; {fix}")
@@ -118,7 +123,37 @@ def _value_problems(meta: dict[str, Any]) -> list[str]:
         problems.append(f"preprocess_param is not valid ({detail})")
     except ValueError as err:
         problems.append(f"preprocess_param is not valid ({err})")
+    if meta.get("decision") is not None and not problems:
+        problems += _decision_problems(meta)
     return problems
+
+
+def _decision_problems(meta: dict[str, Any]) -> list[str]:
+    """What is wrong with the ``decision`` entry (rules for classes the model lacks, values
+    out of range); empty: nothing."""
+    from pydantic import ValidationError
+
+    from segcore.params.decision import DecisionParams, decision_class_problems
+
+    stored = meta["decision"]
+    if not isinstance(stored, dict) or not isinstance(stored.get("rules", {}), dict):
+        return [f"decision must be an object with rules by class name, not {stored!r}"]
+    try:
+        params = DecisionParams.model_validate(
+            {
+                "background_classes": stored.get("background_classes"),
+                "pixel_size_mm": stored.get("pixel_size_mm"),
+                "classes": stored.get("rules", {}),
+            }
+        )
+    except ValidationError as err:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'the value'}: {e['msg']}" for e in err.errors()
+        )
+        return [f"decision is not valid ({detail})"]
+    return decision_class_problems(
+        params, meta["class_names"], meta["class_ids"], meta["ignore_class_ids"]
+    )
 
 
 def json_default(obj: Any) -> Any:

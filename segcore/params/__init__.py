@@ -5,6 +5,7 @@ reports every problem at once), :mod:`~segcore.params.data` (synth, dataset, spl
 :mod:`~segcore.params.annotations` (label import),
 :mod:`~segcore.params.preprocess` (HALCON's preprocessing parameters and rules),
 :mod:`~segcore.params.train`, :mod:`~segcore.params.model_use` (evaluate, infer),
+:mod:`~segcore.params.decision` (OK/NG rules and their calibration),
 :mod:`~segcore.params.mlops` (register, tracking, flow) and :mod:`~segcore.params.root`
 (the whole file: loading, command-line overrides, flattening). Every public name is
 re-exported here, so ``from segcore.params import TrainParams`` keeps working.
@@ -24,6 +25,11 @@ from segcore.params.data import (
     SplitParams,
     SynthParams,
     class_list_problems,
+)
+from segcore.params.decision import (
+    CalibrationParams,
+    DecisionParams,
+    DecisionRule,
 )
 from segcore.params.mlops import FlowParams, RegisterParams, TrackingParams
 from segcore.params.model_use import EvaluateParams, InferParams
@@ -52,11 +58,14 @@ __all__ = [
     "IMAGENET_STD_255",
     "MAX_CLASS_ID",
     "AugmentationParams",
+    "CalibrationParams",
     "ChangeStrategy",
     "ClassId",
     "ClassWeightParams",
     "ClusterParams",
     "DatasetParams",
+    "DecisionParams",
+    "DecisionRule",
     "EvaluateParams",
     "FlowParams",
     "ImportLabelsParams",

@@ -3,6 +3,8 @@ recorded (``tracking``) and when the pipeline runs (``flow``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from segcore.params.base import Section
 
 
@@ -12,7 +14,13 @@ class RegisterParams(Section):
     model_name: str = "segcore-pills"
     """Registered model name."""
     comparison_key: str = "mean_iou"
-    """Test-split measure that must not get worse for ``champion`` to move."""
+    """Test-split measure that must not get worse for ``champion`` to move: a pixel measure
+    (``mean_iou``) or an image-level one at the bundle's decision rules (``escape_rate``,
+    ``false_reject_rate``, ``image_accuracy``)."""
+    comparison_direction: Literal["auto", "higher", "lower"] = "auto"
+    """Which values are better: ``auto`` takes ``lower`` for the escape and false-reject
+    rates and counts (``escape_rate``, ``false_reject_rate``, ``escapes``,
+    ``false_rejects``, ``false_alarm_regions``), ``higher`` for every other measure."""
     champion_alias: str = "champion"
     """Alias of the best model so far."""
     challenger_alias: str = "challenger"

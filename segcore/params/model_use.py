@@ -13,8 +13,8 @@ from segcore.params.base import Section
 class EvaluateParams(Section):
     """Evaluation and report (HALCON: evaluate_dl_model)."""
 
-    bundle: str = "models/best"
-    """Model bundle to evaluate."""
+    bundle: str = "calibrated"
+    """Model bundle to evaluate (the calibrated copy of models/best)."""
     dataset: str = "data/preprocessed/dataset.parquet"
     """Preprocessed dataset table."""
     split: Split = "test"

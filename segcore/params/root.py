@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segcore.common.errors import ParamsError
 from segcore.common.io import write_text_atomic
 from segcore.params.annotations import ImportLabelsParams
 from segcore.params.base import Section
 from segcore.params.data import DatasetParams, SplitParams, SynthParams
+from segcore.params.decision import DecisionParams
 from segcore.params.mlops import FlowParams, RegisterParams, TrackingParams
 from segcore.params.model_use import EvaluateParams, InferParams
 from segcore.params.preprocess import PreprocessStageParams
@@ -42,12 +43,28 @@ class Params(Section):
     split: SplitParams = SplitParams()
     preprocess: PreprocessStageParams = PreprocessStageParams()
     train: TrainParams = TrainParams()
+    decision: DecisionParams = DecisionParams()
     evaluate: EvaluateParams = EvaluateParams()
     infer: InferParams = InferParams()
     registry: RegisterParams = Field(RegisterParams(), alias="register")
     """The ``register:`` section (``registry`` in Python: ``register`` is taken by pydantic)."""
     tracking: TrackingParams = TrackingParams()
     flow: FlowParams = FlowParams()
+
+    @model_validator(mode="after")
+    def _decision_classes(self) -> Self:
+        """The decision rules name classes of ``dataset``, none of them an ignore class."""
+        from segcore.params.decision import decision_class_problems
+
+        problems = decision_class_problems(
+            self.decision,
+            self.dataset.class_names,
+            self.dataset.class_ids,
+            self.preprocess.param.ignore_class_ids,
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def _format_errors(err: ValidationError, where: str, prefix: str = "") -> list[str]:

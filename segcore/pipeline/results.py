@@ -59,11 +59,22 @@ class PipelineResults:
         return rows
 
     def headline(self, split: str = "test") -> str | None:
-        """``test mean_iou 0.873 (class IoU: good 0.99, ...)``; ``None`` before evaluation."""
+        """``test mean_iou 0.873 (class IoU: good 0.99, ...); OK/NG: escape rate 0.000,
+        false-reject rate 0.050``; ``None`` before evaluation."""
         if not self.measures:
             return None
-        per_class = ", ".join(f"{k} {v:.3f}" for k, v in self.measures.get("class_iou", {}).items())
-        return f"{split} mean_iou {self.measures.get('mean_iou', float('nan')):.3f} (class IoU: {per_class})"
+        m = self.measures
+        per_class = ", ".join(f"{k} {v:.3f}" for k, v in m.get("class_iou", {}).items())
+        line = f"{split} mean_iou {m.get('mean_iou', float('nan')):.3f} (class IoU: {per_class})"
+        rates = [
+            f"{name} {m[key]:.3f}"
+            for key, name in (
+                ("escape_rate", "escape rate"),
+                ("false_reject_rate", "false-reject rate"),
+            )
+            if key in m
+        ]
+        return line + (f"; OK/NG: {', '.join(rates)}" if rates else "")
 
     def markdown(self, outcomes: Sequence[StageOutcome]) -> str:
         """The run as markdown: a table of the stages, the registry decision, ``report.md``."""

@@ -28,7 +28,8 @@ def run_evaluate(
     p = params.evaluate
     ds = DLDataset.load(stage_path(workdir, p.dataset))
     bundle = stage_path(workdir, p.bundle)
-    model = load_model(bundle, device=p.device)
+    # The bundle's decision rules; a bundle without them is judged by the decision section.
+    model = load_model(bundle, device=p.device, decision=params.decision)
     result = evaluate_model(
         model,
         ds,

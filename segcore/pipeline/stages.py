@@ -1,7 +1,7 @@
 """Every pipeline stage by name: params -> the stage's function -> its files (+ tracking).
 
 Each stage's glue lives in a module of its own (``stage_synth``, ``stage_dataset``, ...,
-``stage_register``), so a stage loads only the code
+``stage_calibrate``, ``stage_register``), so a stage loads only the code
 that decides its outputs (the code deps of its ``dvc.yaml`` entry) and the CLI starts fast.
 
 ``segcore <stage>`` (what ``dvc repro`` runs) and the Prefect flow's tasks both call these,
@@ -10,7 +10,7 @@ so a stage does the same thing however it is started. Each takes all of ``params
 the folder that relative paths in it refer to (the repository root), and returns a
 :class:`StageResult`: a summary line and the stage function's own result.
 
-Train, evaluate and register share one MLflow run (see :mod:`segcore.tracking.run`); ``tags``
+Train, calibrate, evaluate and register share one MLflow run (see :mod:`segcore.tracking.run`); ``tags``
 adds tags to it, e.g. the id of the Prefect flow run that runs the stage.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from segcore.pipeline.result import StageResult
+from segcore.pipeline.stage_calibrate import run_calibrate
 from segcore.pipeline.stage_dataset import run_dataset
 from segcore.pipeline.stage_evaluate import run_evaluate
 from segcore.pipeline.stage_preprocess import run_preprocess
@@ -32,6 +33,7 @@ __all__ = [
     "STAGES",
     "TRACKED_STAGES",
     "StageResult",
+    "run_calibrate",
     "run_dataset",
     "run_evaluate",
     "run_preprocess",
@@ -47,9 +49,10 @@ STAGES: dict[str, Callable[..., StageResult[Any]]] = {
     "split": run_split,
     "preprocess": run_preprocess,
     "train": run_train,
+    "calibrate": run_calibrate,
     "evaluate": run_evaluate,
     "register": run_register,
 }
 """Every stage of ``dvc.yaml``, in pipeline order."""
-TRACKED_STAGES = frozenset({"train", "evaluate", "register"})
+TRACKED_STAGES = frozenset({"train", "calibrate", "evaluate", "register"})
 """Stages that log to MLflow and so take ``tags``."""

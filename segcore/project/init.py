@@ -35,7 +35,15 @@ from segcore.project.render import render_params
 IMAGES = "data/raw/images"
 LABELS = "data/raw/labels"
 ANNOTATIONS = "data/annotations"
-PROJECT_STAGES = ("dataset", "split", "preprocess", "train", "evaluate", "register")
+PROJECT_STAGES = (
+    "dataset",
+    "split",
+    "preprocess",
+    "train",
+    "calibrate",
+    "evaluate",
+    "register",
+)
 """The stages of a project's ``dvc.yaml`` (the pill demo's ``synth`` aside)."""
 
 _TEMPLATES = {  # template -> file in the project

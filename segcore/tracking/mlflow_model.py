@@ -13,8 +13,11 @@ bytes; any size and channel count). Over HTTP the bytes are base64 text::
 
 Output: one row per image: ``segmentation_image`` (base64 PNG of the class ids at the
 input's size; 16-bit when an id exceeds 255), ``mean_confidence``, ``pixels_<class>`` per
-class, and ``regions`` (JSON list of connected regions: class, area, bbox, mean
-confidence). Parameter ``min_area`` (default 1) drops smaller regions.
+class, ``regions`` (JSON list of connected regions: class, area, bbox, mean and max
+confidence, ``fires``: whether it passes its class's decision rule), ``verdict`` (``OK`` or
+``NG``, by the bundle's decision rules, as ``segcore infer`` decides) and ``fired`` (the
+rules that fired, e.g. ``NG: crack: region 153 px, confidence 0.91``). Parameter
+``min_area`` (default 1) drops smaller regions from ``regions``; the verdict sees them all.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def column_name(class_name: str) -> str:
 
 def model_signature(class_names: list[str]) -> Any:
     """The signature: binary ``image`` (and optionally its ``domain_roi``, JSON text) in;
-    segmentation, confidence, pixel counts, regions out."""
+    segmentation, confidence, pixel counts, regions and the verdict out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -66,6 +69,8 @@ def model_signature(class_names: list[str]) -> Any:
         ColSpec(DataType.double, "mean_confidence"),
         *(ColSpec(DataType.long, column_name(n)) for n in class_names),
         ColSpec(DataType.string, "regions"),
+        ColSpec(DataType.string, "verdict"),
+        ColSpec(DataType.string, "fired"),
     ]
     return ModelSignature(
         inputs=Schema(

@@ -3,8 +3,9 @@
 :func:`register_model` registers the newest model logged in an MLflow run as a new version
 of ``register.model_name`` (or reuses the version already made from that run: one version
 per training, and a retry never registers twice), points the ``challenger`` alias at it, and moves ``champion`` to
-it when its test measure (``test/<register.comparison_key>``) is at least the current
-champion's, or when there is no champion yet. The decision and both numbers are logged to
+it when its test measure (``test/<register.comparison_key>``) is at least as good as the
+current champion's (higher, or lower for the image-level error rates such as
+``escape_rate``: ``register.comparison_direction``), or when there is no champion yet. The decision and both numbers are logged to
 the run (``register/*`` metrics and tags) and returned.
 
 Registrations are serialized with a file lock per store and model name, so two pipeline
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+LOWER_IS_BETTER = frozenset(
+    {"escape_rate", "false_reject_rate", "escapes", "false_rejects", "false_alarm_regions"}
+)
+"""Measures for which ``register.comparison_direction: auto`` means lower is better."""
 LOCK_TIMEOUT_S = 600.0
 """How long a registration waits for a concurrent one to finish."""
 
@@ -49,6 +54,7 @@ class RegisterResult:
         previous_value: its value of :attr:`metric` (``None`` when unknown).
         promoted: whether ``champion`` now points at :attr:`version`.
         champion: the champion's version after the decision.
+        direction: ``higher`` or ``lower``: which values of :attr:`metric` are better.
     """
 
     model_name: str
@@ -59,20 +65,30 @@ class RegisterResult:
     previous_value: float | None
     promoted: bool
     champion: str
+    direction: str = "higher"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
         """One line for the terminal."""
+        better = "lower" if self.direction == "lower" else "higher"
         head = (
-            f"Registered {self.model_name} version {self.version} ({self.metric} {self.value:.4f})"
+            f"Registered {self.model_name} version {self.version} ({self.metric} "
+            f"{self.value:.4f}, {better} is better)"
         )
         if self.previous_champion is None:
             return f"{head}: first champion."
         before = "unknown" if self.previous_value is None else f"{self.previous_value:.4f}"
         verb = "promoted to champion" if self.promoted else "kept as challenger"
         return f"{head}: {verb}; champion was version {self.previous_champion} ({before})."
+
+
+def comparison_direction(params: RegisterParams) -> str:
+    """``higher`` or ``lower``: which values of ``register.comparison_key`` are better."""
+    if params.comparison_direction != "auto":
+        return params.comparison_direction
+    return "lower" if params.comparison_key in LOWER_IS_BETTER else "higher"
 
 
 def registry_lock_path(tracking_uri: str, model_name: str) -> Path:
@@ -104,7 +120,9 @@ def register_model(
     if value is None:
         raise RegistryError(
             f"MLflow run {run.run_id} has no metric {metric}; run the evaluate stage on the "
-            f"{split} split first, or set register.comparison_key to a logged measure"
+            f"{split} split first, or set register.comparison_key to a logged measure "
+            "(escape_rate and false_reject_rate are logged only when the split holds "
+            "defective and defect-free images)"
         )
     lock = FileLock(registry_lock_path(run.tracking_uri, params.model_name))
     try:
@@ -159,7 +177,12 @@ def _register_locked(
     previous_value = None
     if champion is not None and champion.run_id:
         previous_value = client.get_run(champion.run_id).data.metrics.get(metric)
-    promoted = champion is None or previous_value is None or value >= previous_value
+    direction = comparison_direction(params)
+    promoted = (
+        champion is None
+        or previous_value is None
+        or (value <= previous_value if direction == "lower" else value >= previous_value)
+    )
     if promoted:
         client.set_registered_model_alias(name, params.champion_alias, version.version)
     return RegisterResult(
@@ -171,6 +194,7 @@ def _register_locked(
         previous_value=previous_value,
         promoted=promoted,
         champion=str(version.version if promoted else champion.version),  # type: ignore[union-attr]
+        direction=direction,
     )
 
 

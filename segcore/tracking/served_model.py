@@ -137,9 +137,13 @@ class SegmentationModel(PythonModel):
                         "area": r.area,
                         "bbox": list(r.bbox),
                         "mean_confidence": round(r.mean_confidence, 4),
+                        "max_confidence": round(r.max_confidence, 4),
+                        "fires": r.fires,
                     }
                     for r in result.regions
                 ]
             )
+            row["verdict"] = result.verdict.label
+            row["fired"] = result.verdict.describe()
             rows.append(row)
         return pd.DataFrame(rows)

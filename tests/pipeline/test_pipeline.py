@@ -20,7 +20,16 @@ from segcore.tracking import run as tracking
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["synth", "dataset", "split", "preprocess", "train", "evaluate", "register"]
+STAGES = [
+    "synth",
+    "dataset",
+    "split",
+    "preprocess",
+    "train",
+    "calibrate",
+    "evaluate",
+    "register",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +76,12 @@ def test_flow_runs_every_stage_and_leaves_dvc_clean(flow_run: dict) -> None:
     assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["num_epochs"] == 2
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics["class_iou"]) == {"good", "contamination", "crack"}
+    # calibrate wrote the rules into its copy of the bundle; evaluate judged by them
+    decision = json.loads((repo / "calibrated/model.json").read_text())["decision"]
+    assert set(decision["rules"]) == {"contamination", "crack"}
+    assert decision["calibration"]["split"] == "validation"
+    assert "false_reject_rate" in metrics or "escape_rate" in metrics
+    assert set(metrics["image_confusion"]) == {"ok_as_ok", "ok_as_ng", "ng_as_ok", "ng_as_ng"}
     shown = dvc(repo, "metrics", "show", "--json")
     assert json.loads(shown)[""]["data"]["reports/metrics.json"]["data"] == metrics
     plots = json.loads(dvc(repo, "plots", "show", "--json"))["data"]
@@ -148,6 +163,16 @@ def test_mlflow_run_holds_params_epoch_metrics_model_and_lineage(flow_run: dict)
     assert tags[tracking.TAG_FLOW_RUN] == flow_run["flow_run_id"]
     artifacts = {a.path for a in client.list_artifacts(run_id, "reports")}
     assert {"reports/report.html", "reports/metrics.json"} <= artifacts
+    # the calibration's operating point and curves, and the test split's decision measures
+    calibration = json.loads((repo / "reports/calibration/calibration.json").read_text())
+    assert run.data.metrics["calibration/escape_rate"] == calibration["escape_rate"]
+    assert tags["calibration.split"] == "validation"
+    assert "calibration/tradeoff.png" in {
+        a.path for a in client.list_artifacts(run_id, "calibration")
+    }
+    assert (
+        run.data.metrics["test/image_confusion/ng_as_ok"] == metrics["image_confusion"]["ng_as_ok"]
+    )
     (model,) = client.search_logged_models([run.info.experiment_id])
     assert model.source_run_id == run_id
     champion = client.get_model_version_by_alias(params.registry.model_name, "champion")
@@ -206,7 +231,8 @@ def test_make_run_prints_where_to_look(flow_run: dict) -> None:
     from flows.run import where_to_look
 
     text = where_to_look(flow_run["repo"], flow_run["statuses"], 12.0)
-    assert "train ran" in text and "test mean_iou" in text
+    assert "train ran" in text and "test mean_iou" in text and "OK/NG:" in text
+    assert "segcore infer calibrated" in text
     for hint in ("report.html", "make ui", "dvc metrics show", "dvc plots show", "@champion"):
         assert hint in text
 
@@ -223,7 +249,7 @@ def test_dvc_repro_in_a_fresh_clone_agrees_with_the_flow(
     dvc(clone, "cache", "dir", str(repo / ".dvc" / "cache"))
     store = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo.resolve().as_posix()}/mlflow.db"}
     out = dvc(clone, "repro", env=store)
-    for stage in ("synth", "dataset", "split", "train", "evaluate"):
+    for stage in ("synth", "dataset", "split", "train", "calibrate", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run" in out, out
     ours = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     theirs = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
@@ -247,7 +273,7 @@ def test_one_param_change_reruns_only_the_stage_that_reads_it(flow_run: dict) ->
     assert "evaluate.worst_k" in dvc(repo, "params", "diff")
     out = dvc(repo, "repro")
     assert "Running stage 'evaluate'" in out
-    for stage in ("synth", "dataset", "split", "preprocess", "train", "register"):
+    for stage in ("synth", "dataset", "split", "preprocess", "train", "calibrate", "register"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out
     assert "up to date" in dvc(repo, "status")
     # `segcore evaluate` resumed the training's run in its own process.

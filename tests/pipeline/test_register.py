@@ -106,6 +106,32 @@ def test_champion_moves_only_for_a_model_at_least_as_good(
     assert again.version == "4" and len(client.search_model_versions(f"name = '{name}'")) == 4
 
 
+def test_champion_by_escape_rate_moves_only_for_a_lower_one(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
+) -> None:
+    params = _params(mlflow_uri, "escape")
+    params = params.model_copy(
+        update={"registry": params.registry.model_copy(update={"comparison_key": "escape_rate"})}
+    )
+    runs = []
+    for value in (0.2, 0.1, 0.3):
+        with tracking.start_run(params, tmp_path) as run:
+            run.log_evaluation("test", {"escape_rate": value, "mean_iou": 0.5})
+            run.log_model(untrained_bundle)
+        runs.append(run.run_id)
+    first, lower, higher = (_register(params, tmp_path, r) for r in runs)
+    assert first.promoted and first.direction == "lower"
+    assert lower.promoted and lower.previous_value == 0.2
+    assert not higher.promoted and higher.champion == lower.version
+    assert "lower is better" in higher.render()
+    # an explicit direction wins over auto
+    explicit = params.registry.model_copy(update={"comparison_direction": "higher"})
+    from segcore.tracking.register import comparison_direction
+
+    assert comparison_direction(explicit) == "higher"
+    assert comparison_direction(RegisterParams()) == "higher"
+
+
 def test_a_run_without_test_measure_is_refused(
     mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
 ) -> None:
@@ -178,6 +204,48 @@ def test_champion_model_serves_predictions_for_an_image(
         "/invocations", json={"dataframe_split": {"columns": ["image"], "data": [["aGk="]]}}
     )
     assert bad.status_code >= 400
+    # The verdict is the one segcore infer's code gives with the bundle's rules.
+    from segcore.infer.apply import apply_model, load_model
+    from segcore.tracking.served_model import decode_image
+
+    image = decode_image(png)
+    local = apply_model(load_model(untrained_bundle, device="cpu"), [image])[0]
+    assert (prediction["verdict"], prediction["fired"]) == (
+        local.verdict.label,
+        local.verdict.describe(),
+    )
+
+
+def test_served_model_decides_by_the_rules_in_its_bundle(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path, pills_raw: Path
+) -> None:
+    import json
+    import shutil
+
+    import mlflow.pyfunc
+
+    strict = tmp_path / "strict"
+    shutil.copytree(untrained_bundle, strict)
+    meta = json.loads((strict / "model.json").read_text())
+    never = {"min_area": 10**9, "min_confidence": 0.0}
+    meta["decision"] = {
+        "background_classes": ["good"],
+        "rules": {"contamination": never, "crack": never},
+        "calibration": {"split": "validation"},
+    }
+    (strict / "model.json").write_text(json.dumps(meta))
+    params = _params(mlflow_uri, "rules")
+    _register(params, tmp_path, _run_with_model(params, tmp_path, strict, 0.5))
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{params.registry.model_name}@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+    pngs = [p.read_bytes() for p in sorted((pills_raw / "images").glob("*.png"))[:3]]
+    out = model.predict(pd.DataFrame({"image": pngs}))
+    assert list(out["verdict"]) == ["OK"] * 3 and list(out["fired"]) == ["OK"] * 3
+    regions = [r for row in out["regions"] for r in json.loads(row)]
+    assert regions and not any(r["fires"] for r in regions)
 
 
 def _post_image(client: Any, data: bytes) -> Any:

@@ -18,6 +18,9 @@ from segcore.evaluate.evaluation import evaluate_model
 from segcore.evaluate.report import write_evaluation_report
 
 PNGS = (
+    "escapes.png",
+    "false_rejects.png",
+    "tradeoff.png",
     "confusion_matrix.png",
     "confusion_matrix_normalized.png",
     "class_measures.png",
@@ -57,6 +60,12 @@ def test_report_files(evaluated: tuple, tmp_path: Path) -> None:
     assert list(metrics["class_iou"]) == CLASS_NAMES
     assert metrics["class_iou"]["border"] == -1
     assert metrics["num_images"] == 6
+    # the decision measures beside the pixel ones (every sample holds a defect here)
+    decided = result.decision_measures
+    assert metrics["escape_rate"] == decided["escape_rate"] == decided["escapes"] / 6
+    assert set(metrics["image_confusion"]) == {"ok_as_ok", "ok_as_ng", "ng_as_ok", "ng_as_ng"}
+    assert set(metrics["region_recall"]) == {"contamination", "crack"}
+    assert "false_reject_rate" not in metrics  # no defect-free image: undefined
 
     matrix = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
     assert list(matrix.columns) == CLASS_NAMES and list(matrix.index) == CLASS_NAMES
@@ -74,6 +83,8 @@ def test_report_files(evaluated: tuple, tmp_path: Path) -> None:
     page = html_path.read_text()
     embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(embedded) == len(PNGS)
+    # the images the decision got wrong come first
+    assert page.index("<h2>Escapes") < page.index("<h2>Confusion matrix")
     for data in embedded:
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
     assert "src='http" not in page and "crack" in page
