@@ -4,12 +4,16 @@ valid best model) and early stopping's patience (kept across a resume)."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from segcore.common.errors import ParamsError
 from segcore.model.bundle import load_bundle
@@ -136,3 +140,32 @@ def test_a_resumed_run_keeps_its_count_of_evaluations_without_improvement(
     )
     assert resumed.stop["reason"] == "early_stopping"
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+@pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside python")
+def test_two_processes_stop_on_the_budget_together(
+    pills_preprocessed: Path, tmp_path: Path
+) -> None:
+    """Rank 0's clock decides for both ranks: they stop at the same update (a rank left
+    waiting in the next gradient exchange would hang the run)."""
+    train = tiny_params(tmp_path, batch_size=2, num_epochs=1000, time_budget=BUDGET)
+    values = train.model_dump(mode="json") | {"dataset": str(pills_preprocessed)}
+    values["model_kwargs"] = {"base_channels": 8, "depth": 2, "norm": "group"}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"train": values}))
+    command = [str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "segcore.cli"]
+    done = subprocess.run(
+        [*command, "train", "-p", str(params_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "SEGCORE_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("stopped by train.time_budget") == 1  # rank 0 reports
+    summary = load_bundle(Path(train.out_dir) / "final")[1].training_summary
+    assert summary["stop"]["reason"] == "time_budget" and summary["processes"] == 2
