@@ -196,8 +196,8 @@ def _schedule_rules(p: TrainParams) -> list[Problem]:
             (
                 "lr_schedule",
                 f"{p.lr_schedule} sets the learning rate at every update, and so does the "
-                "learning_rate change strategy in change_strategies; remove that change "
-                "strategy, or set lr_schedule none",
+                "learning_rate change strategy in train.change_strategies; remove that change "
+                "strategy (in params.yaml), or set lr_schedule none",
             )
         )
     if p.warmup_epochs and p.warmup_epochs >= p.num_epochs:

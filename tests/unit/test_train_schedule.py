@@ -65,7 +65,10 @@ def test_a_schedule_beside_a_learning_rate_change_strategy_is_refused() -> None:
     with pytest.raises(ValidationError) as err:
         TrainParams(lr_schedule="cosine", change_strategies=[strategy])
     text = str(err.value)
-    assert "lr_schedule" in text and "remove that change strategy, or set lr_schedule none" in text
+    assert (
+        "lr_schedule" in text
+        and "remove that change strategy (in params.yaml), or set lr_schedule none" in text
+    )
     momentum = {"model_param": "momentum", "epochs": [2], "values": [0.5]}
     TrainParams(solver_type="sgd", lr_schedule="poly", change_strategies=[momentum])
     with pytest.raises(ValidationError, match="warmup_epochs"):
