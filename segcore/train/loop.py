@@ -47,7 +47,7 @@ from segcore.train.bundles import (
     publish_staged,
     save_staged,
 )
-from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint, update_checkpoint
 from segcore.train.setup import Run, prepare
 from segcore.train.solver import apply_values, solver_values
 from segcore.train.stopping import Stopper, stop_line, stop_summary
@@ -278,8 +278,10 @@ class _Loop:
         self.progress.update(self.bar, completed=k - run.first_epoch * steps, loss=loss)
         if ctx.is_main:
             log.info(_epoch_line(run, p, time.perf_counter() - self.started))
-            if partial:  # the checkpoint stays at the last whole epoch
+            if partial:  # the checkpoint stays at the last whole epoch, with the best so far
                 _write_history(self.history_file, run.history)
+                if run.epoch > 0:  # else the checkpoint on disk is not this run's
+                    update_checkpoint(self.out / CHECKPOINT_FILE, **run.best_state())
             else:
                 _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
 

@@ -85,6 +85,14 @@ class Run:
     def ignore_indices(self) -> list[int]:
         return ignore_indices(self.config.class_ids, self.config.ignore_class_ids)
 
+    def best_state(self) -> dict[str, Any]:
+        """The checkpoint fields of the best value so far and the evaluations since."""
+        return {
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "stale_evaluations": self.stale_evaluations,
+        }
+
     def checkpoint_state(self, params: TrainParams) -> dict[str, Any]:
         """Plain tensors and containers only: loadable with ``weights_only=True``."""
         rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
@@ -98,9 +106,7 @@ class Run:
             # The schedule is a pure function of the epoch (segcore.train.solver); kept for reading.
             "step": self.epoch * self.steps_per_epoch,
             "solver": solver_values(params, float(self.epoch), self.steps_per_epoch),
-            "best_value": self.best_value,
-            "best_epoch": self.best_epoch,
-            "stale_evaluations": self.stale_evaluations,
+            **self.best_state(),
             "history": self.history,
             "final_measures": self.final_measures,
             "params": params.model_dump(mode="json"),

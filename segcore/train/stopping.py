@@ -15,7 +15,7 @@ Either way the run ends as at its last epoch: a closing validation of the curren
 when the last one was not at this update (so ``best`` considers them), then the ``final``
 bundle; the reason is in the training summary, the result and the log. A stop within an
 epoch adds a history row with a fractional epoch; the checkpoint stays at the last whole
-epoch (``--resume`` continues from there).
+epoch (``--resume`` continues from there), with the best value so far.
 
 Under DistributedDataParallel rank 0's clock decides and every rank follows.
 """

@@ -71,9 +71,10 @@ def test_the_time_budget_stops_within_one_update_with_a_valid_best_model(
     assert final["stop"] == stop and final["epoch"] == stop["epoch"]
     written = pd.read_csv(params.history)
     assert written["epoch"].iloc[-1] == pytest.approx(stop["epoch"], abs=1e-5)
-    # The checkpoint is that of the last whole epoch.
+    # The checkpoint is that of the last whole epoch, with the best value so far.
     state = torch.load(models / CHECKPOINT_FILE, weights_only=True)
     assert state["epoch"] == math.floor(stop["epoch"])
+    assert (state["best_value"], state["best_epoch"]) == (result.best_value, result.best_epoch)
 
 
 def test_a_budget_shorter_than_one_epoch_is_refused(
