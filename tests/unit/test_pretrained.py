@@ -95,3 +95,12 @@ def test_files_and_names_are_told_apart(tmp_path: Path) -> None:
     assert is_weights_file(str(local))  # an existing file, whatever its name
     assert is_weights_file("enc.safetensors") and is_weights_file("weights/enc")
     assert not is_weights_file("imagenet") and not is_weights_file("imagenet+5k")
+
+
+def test_timm_encoders_fail_offline_with_the_same_advice(hub_cache: Path) -> None:
+    """``tu-`` encoders take timm's pretrained weights (tag in the encoder name)."""
+    with pytest.raises(ParamsError) as err:
+        create_model("unet", 2, encoder="tu-mobilenetv3_small_050", encoder_weights="imagenet")
+    text = str(err.value)
+    assert "encoder 'tu-mobilenetv3_small_050' are not in the Hugging Face cache" in text
+    assert "set train.encoder_weights to its path" in text
