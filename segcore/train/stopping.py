@@ -1,11 +1,12 @@
 """When training stops before ``num_epochs``: the time budget and early stopping.
 
-``train.time_budget`` (seconds of wall-clock time, counted from the first update, after the
-data is loaded): after every update the loop asks :meth:`Stopper.after_update`, which stops
-when the next update (and, once one has been timed, the closing validation) would end past
-the limit, so a run ends within about one update of it. The first updates are timed: when
-one epoch would not fit into the budget, training refuses to go on (a run that cannot
-complete one epoch has seen only part of its data) with an error naming the key and the fix.
+``train.time_budget`` (seconds of wall-clock time, counted from the first update of the
+process, after the data is loaded; a resumed run counts afresh): after every update the loop
+asks :meth:`Stopper.after_update`, which stops when the next update (and, once one has been
+timed, the closing validation) would end past the limit, so a run ends within about one
+update of it. The first updates are timed: when one epoch would not fit into the budget,
+training refuses to go on (a run that cannot complete one epoch has seen only part of its
+data) with an error naming the key and the fix.
 
 ``train.early_stopping_patience``: after every validation, :meth:`Stopper.after_evaluation`
 counts the evaluations in a row without improvement of the comparison key, and stops at
