@@ -25,6 +25,10 @@ DomainHandling = Literal["full_domain", "crop_domain"]
 # Solvers.
 SolverType = Literal["sgd", "adam"]
 
+# Training losses (segcore.train.loss) and learning-rate schedules (segcore.train.schedule).
+LossName = Literal["ce", "ce+dice", "focal"]
+LrSchedule = Literal["none", "poly", "cosine"]
+
 # Serialization strategies (create_dl_train_param).
 SerializationStrategy = Literal["best", "final", "epochs", "current"]
 

@@ -8,8 +8,10 @@ survive to the output. Every segmentation-models-pytorch architecture is availab
 name too (``unet``, ``fpn``, ``deeplabv3plus``, ...), with any of its encoders.
 
 Every model maps ``(N, in_channels, H, W)`` float32 to logits ``(N, num_classes, H, W)``
-at the input size. Nothing is downloaded: encoders start from random weights unless a
-local weights file is given.
+at the input size. Encoders start from random weights unless ``encoder_weights`` gives a
+local weights file or a name smp knows for the encoder (``imagenet``: downloaded once into
+the Hugging Face cache, segcore.model.pretrained). A bundle never downloads: its own
+weights replace the encoder's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from segcore.common.errors import ParamsError
 from segcore.model.compact import CompactUNet
+from segcore.model.pretrained import download_error, fetch_weights, is_weights_file
 
 COMPACT: str = "compact"
 ENHANCED: str = "enhanced"
@@ -89,7 +92,7 @@ def create_model(
     encoder_weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """A segmentation network by name, with random weights (nothing is downloaded).
+    """A segmentation network by name, with random or given encoder weights.
 
     Args:
         name: ``compact``, ``enhanced`` or a segmentation-models-pytorch architecture
@@ -99,7 +102,8 @@ def create_model(
         encoder: encoder of an smp architecture (e.g. ``resnet18``, ``tu-<timm name>``);
             ``None`` is the architecture's own default. Not used by compact/enhanced.
         encoder_weights: a local weights file (safetensors, or a PyTorch state dict
-            read with ``weights_only=True``) loaded into the encoder.
+            read with ``weights_only=True``) loaded into the encoder, or a name smp knows
+            for the encoder (``imagenet``, ...; fetched into the Hugging Face cache once).
         kwargs: further architecture arguments (compact/enhanced: ``base_channels``,
             ``depth``, ``norm``, ``residual``; smp: e.g. ``encoder_depth``, ``decoder_channels``).
 
@@ -109,7 +113,8 @@ def create_model(
 
     Raises:
         ParamsError: unknown name or encoder (the message lists the valid ones), bad
-            arguments, or an unreadable weights file.
+            arguments, an unreadable weights file or weights of another encoder, an
+            unknown weights name, or named weights that are not cached while offline.
     """
     key = name.lower()
     if key in (COMPACT, ENHANCED):
@@ -124,8 +129,9 @@ def create_model(
     architectures = _smp_architectures()
     if key not in architectures:
         raise ParamsError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
-    model = _create_smp(architectures[key], key, num_classes, in_channels, encoder, kwargs)
-    if encoder_weights is not None:
+    named = None if encoder_weights is None or is_weights_file(encoder_weights) else encoder_weights
+    model = _create_smp(architectures[key], key, num_classes, in_channels, encoder, kwargs, named)
+    if encoder_weights is not None and named is None:
         load_encoder_weights(model, encoder_weights)
     return model
 
@@ -185,7 +191,10 @@ def _create_smp(
     in_channels: int,
     encoder: str | None,
     kwargs: dict[str, Any],
+    weights: str | None = None,
 ) -> nn.Module:
+    """An smp model; ``weights``: a pretrained-weights name, already in the cache (smp
+    adapts them to ``in_channels``; timm encoders download theirs here)."""
     import segmentation_models_pytorch as smp
 
     encoder = resolved_encoder(key, encoder)
@@ -196,14 +205,19 @@ def _create_smp(
             f"{', '.join(smp.encoders.get_encoder_names())}, or 'tu-<timm model name>'"
         )
     _check_kwargs(cls, key, kwargs, reserved=("encoder_name", "encoder_weights", "classes"))
+    if weights is not None:
+        fetch_weights(encoder, weights)  # before anything trains: cached, or a clear error
+    tu = encoder.startswith("tu-")
     try:
         return cls(
             encoder_name=encoder,
-            encoder_weights=None,
+            encoder_weights=(True if tu else weights) if weights else None,
             in_channels=in_channels,
             classes=num_classes,
             **kwargs,
         )
+    except OSError as err:  # timm's download of named weights, offline
+        raise download_error(encoder, str(weights), err) from None
     except (KeyError, ValueError, TypeError, RuntimeError) as err:
         raise ParamsError(
             f"model {key!r} with encoder {encoder!r} cannot be built: {err}; "
@@ -236,8 +250,8 @@ def load_encoder_weights(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(
-            f"encoder_weights: {path} not found; give a local weights file (nothing is "
-            "downloaded) or null for random initialisation"
+            f"train.encoder_weights: {path} not found; give a local weights file, a name smp "
+            "knows for the encoder (e.g. imagenet), or null for random initialisation"
         )
     try:
         if path.suffix == ".safetensors":
@@ -247,15 +261,24 @@ def load_encoder_weights(model: nn.Module, path: str | Path) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as err:
-        raise ParamsError(f"encoder_weights: {path} is not a readable state dict ({err})") from None
+        raise ParamsError(
+            f"train.encoder_weights: {path} is not a readable state dict ({err})"
+        ) from None
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
     try:
         model.encoder.load_state_dict(state)
     except RuntimeError as err:
         raise ParamsError(
-            f"encoder_weights: {path} does not fit the encoder: {str(err).splitlines()[0]}; "
-            "use weights of the same encoder and in_channels"
+            f"train.encoder_weights: {path} does not fit the encoder "
+            f"({type(model.encoder).__name__}, {_in_channels(model)} input channels): "
+            f"{str(err).splitlines()[0]}; use weights saved from the same train.encoder with "
+            "the same image_num_channels, or a name smp knows for it (e.g. imagenet)"
         ) from None
+
+
+def _in_channels(model: nn.Module) -> int | str:
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else "?"
 
 
 # --------------------------------------------------------------------------- input sizes

@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
-from segcore.common.constants import SerializationStrategy, SolverType
+from segcore.common.constants import LossName, LrSchedule, SerializationStrategy, SolverType
 from segcore.params.base import Problem, Section, duplicates, validate_with_rules
 
 
@@ -102,7 +102,14 @@ class TrainParams(Section):
     encoder: str | None = None
     """Encoder for segmentation-models-pytorch architectures (e.g. ``resnet18``)."""
     encoder_weights: str | None = None
-    """Local weights file for the encoder; nothing is ever downloaded."""
+    """Encoder weights: null (random), a local weights file, or a name smp knows for the
+    encoder (e.g. ``imagenet``), downloaded once into the Hugging Face cache."""
+    loss: LossName = "ce"
+    """``ce`` (HALCON's cross-entropy weighted by the weight images), ``ce+dice`` or ``focal``."""
+    dice_weight: float = Field(1.0, ge=0.0)
+    """Loss ``ce+dice``: loss = ce + dice_weight * dice (1: nnU-Net's equal parts)."""
+    focal_gamma: float = Field(2.0, ge=0.0)
+    """Loss ``focal``: the focusing exponent (0 gives ``ce``)."""
     batch_size: int = Field(4, gt=0)
     """Samples per step and process."""
     batch_size_multiplier: int = Field(1, gt=0)
@@ -131,6 +138,16 @@ class TrainParams(Section):
     """Validation measure that decides the ``best`` model; higher is better."""
     change_strategies: list[ChangeStrategy] = []
     """Scheduled changes of model parameters."""
+    lr_schedule: LrSchedule = "none"
+    """Learning-rate decay per update: ``none`` (the change strategies alone), ``poly``
+    or ``cosine`` (to 0 at num_epochs; no learning_rate change strategy with them)."""
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    """Linear learning-rate warm-up over this many epochs (may be fractional); 0 is off."""
+    time_budget: float | None = Field(None, gt=0)
+    """Wall-clock seconds for the training loop; it stops within one update of the limit
+    and keeps the best model. null: no limit."""
+    early_stopping_patience: int | None = Field(None, gt=0)
+    """Stop after this many evaluations without improvement of the comparison key; null: never."""
     serialization_strategies: list[SerializationStrategy] = ["best", "final"]
     """Which bundles to write: ``best``, ``final``, ``epochs``, ``current``."""
     serialization_epochs: list[int] = []
@@ -165,6 +182,32 @@ def _train_rules(p: TrainParams, bad: set[str]) -> list[Problem]:
         out += _serialization_rules(p)
     if not bad & {"change_strategies", "solver_type"}:
         out += _change_strategy_rules(p)
+    if not bad & {"change_strategies", "lr_schedule", "warmup_epochs", "num_epochs"}:
+        out += _schedule_rules(p)
+    return out
+
+
+def _schedule_rules(p: TrainParams) -> list[Problem]:
+    """A decaying schedule owns the learning rate; the warm-up ends before the last epoch."""
+    out: list[Problem] = []
+    changed = [c.model_param for c in p.change_strategies]
+    if p.lr_schedule != "none" and "learning_rate" in changed:
+        out.append(
+            (
+                "lr_schedule",
+                f"{p.lr_schedule} sets the learning rate at every update, and so does the "
+                "learning_rate change strategy in train.change_strategies; remove that change "
+                "strategy (in params.yaml), or set lr_schedule none",
+            )
+        )
+    if p.warmup_epochs and p.warmup_epochs >= p.num_epochs:
+        out.append(
+            (
+                "warmup_epochs",
+                f"{p.warmup_epochs} is not below num_epochs ({p.num_epochs}); the warm-up "
+                "must end before training does: lower it (e.g. to a tenth of num_epochs)",
+            )
+        )
     return out
 
 

@@ -66,11 +66,17 @@ def run_train(
         )
     best = "n/a" if result.best_value is None else f"{result.best_value:.4f}"
     written = ", ".join(str(path) for path in result.bundles.values()) or "none"
+    reason, epochs = result.stop.get("reason", "num_epochs"), result.stop.get("epoch", 0)
+    stopped = "" if reason == "num_epochs" else f", stopped by train.{_STOP_KEYS[reason]}"
     return StageResult(
-        f"Train: {len(result.history)} epochs, best {p.evaluation_comparison_key} {best} "
-        f"(MLflow run {run.run_id}) -> {written}",
+        f"Train: {epochs:g} epochs{stopped}, best {p.evaluation_comparison_key} "
+        f"{best} (MLflow run {run.run_id}) -> {written}",
         result,
     )
+
+
+_STOP_KEYS = {"time_budget": "time_budget", "early_stopping": "early_stopping_patience"}
+"""The train key behind each early stop reason (segcore.train.stopping)."""
 
 
 def _open_run(

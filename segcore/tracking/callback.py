@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,4 +48,22 @@ class MLflowCallback:
             self.lost = unless_store_lost(log_it, _TRAINING_GOES_ON)
 
     def on_train_end(self, result: Any) -> None:
-        """Nothing to add: the bundles are logged by the evaluate stage."""
+        """How the run ended as tags (``train.stop_reason``: ``num_epochs``, ``time_budget`` or
+        ``early_stopping``; ``train.stop_epoch``), and the history row of an epoch that a stop
+        cut short (no ``on_epoch_end`` for it) at step ``ceil(epoch)``. The bundles are logged
+        by the evaluate stage."""
+        stop = dict(getattr(result, "stop", None) or {})
+        if not stop:
+            return
+        tags = {f"train.stop_{k}": _param_value(v) for k, v in stop.items()}
+        self._log(lambda: self.run.set_tags(tags))
+        history = getattr(result, "history", None)
+        if history is None or history.empty or float(history["epoch"].iloc[-1]).is_integer():
+            return
+        row = history.iloc[-1].to_dict()
+        metrics = {
+            history_metric_name(k): float(v)
+            for k, v in row.items()
+            if k not in ("epoch", "step") and isinstance(v, int | float) and math.isfinite(v)
+        }
+        self._log(lambda: self.run.log_metrics(metrics, step=math.ceil(row["epoch"])))

@@ -98,6 +98,8 @@ def save_staged(
         "processes": ctx.world_size,
         "params": p.model_dump(mode="json"),
     }
+    if run.stop:  # how the run ended (the final bundle): reason, epoch, budget seconds
+        summary["stop"] = dict(run.stop)
     if not ctx.is_main:
         return directory
     return save_bundle(directory, run.model, replace(run.config, training_summary=summary))

@@ -61,3 +61,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DatasetError(f"{path}: not a segcore checkpoint; train without --resume")
     return state
+
+
+def update_checkpoint(path: str | os.PathLike[str], **fields: Any) -> Path:
+    """Rewrite ``fields`` of the checkpoint at ``path`` (atomically), the rest as it is.
+
+    For what a run learns after its last whole epoch (a stop within an epoch): the best
+    value of its closing validation, so a resumed run does not replace the published
+    ``best`` bundle with a worse one."""
+    state = load_checkpoint(path)
+    state.pop("format", None)
+    return save_checkpoint(path, state | fields)

@@ -2,12 +2,13 @@
 
 Per epoch the train split is reshuffled with a seeded generator and cut into
 ``floor(N / (batch_size * batch_size_multiplier * processes))`` updates; each update
-accumulates ``batch_size_multiplier`` batches of the weighted cross-entropy
-(segcore.train.loss). Augmentation runs on the batch as tensor ops. The validation split is
-evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
+accumulates ``batch_size_multiplier`` batches of the loss (``train.loss``, segcore.train.loss)
+at the rate of the schedule (segcore.train.schedule). Augmentation runs on the batch as
+tensor ops. The validation split is evaluated every ``evaluation_interval_epochs`` and at the end; the ``best`` bundle is
 written when the comparison measure improves. Bundles are staged in ``<out_dir>/.staging``
 and published when training ends (segcore.train.bundles), so an interrupted run never
-replaces the bundles of the previous one. After every epoch the history file and
+replaces the bundles of the previous one. A time budget or early stopping may end the run
+sooner, within an epoch too (segcore.train.stopping). After every epoch the history file and
 the checkpoint are rewritten (then the callbacks are called), so ``resume=True`` continues exactly where a run stopped.
 Under ``torchrun`` every rank trains its slice of each global batch
 (DistributedDataParallel); rank 0 alone writes and calls the callbacks.
@@ -18,6 +19,7 @@ Training code imports no tracking library: trackers plug in as :class:`TrainCall
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -45,10 +47,10 @@ from segcore.train.bundles import (
     publish_staged,
     save_staged,
 )
-from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from segcore.train.loss import weighted_cross_entropy
+from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint, update_checkpoint
 from segcore.train.setup import Run, prepare
 from segcore.train.solver import apply_values, solver_values
+from segcore.train.stopping import Stopper, stop_line, stop_summary
 from segcore.train.validation import history_measures, validation_measures
 
 log = logging.getLogger("segcore.train")
@@ -83,6 +85,9 @@ class TrainResult:
         final_measures: validation measures at the end (see segcore.evaluate.metrics).
         checkpoint: the checkpoint file (rank 0), else ``None``.
         history_path: the history CSV (rank 0), else ``None``.
+        stop: how the run ended: ``reason`` (``num_epochs``, ``time_budget`` or
+            ``early_stopping``), ``epoch`` (fractional when within an epoch), and for a
+            budget stop ``seconds`` (from the first update to the stop) and ``time_budget``.
     """
 
     bundles: dict[str, Path]
@@ -92,6 +97,7 @@ class TrainResult:
     final_measures: dict[str, Any]
     checkpoint: Path | None
     history_path: Path | None
+    stop: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def train_model(
@@ -160,6 +166,8 @@ def _fit(
         )
         for epoch in range(run.epoch, p.num_epochs):
             loop.epoch(epoch)
+            if loop.stopper.reason:
+                break
     return loop.finish()
 
 
@@ -179,6 +187,7 @@ class _Loop:
     eval_seconds: float = 0.0
     measures: dict[str, Any] | None = None
     started: float = 0.0
+    last_eval_update: int = -1
 
     def __post_init__(self) -> None:
         self.net: torch.nn.Module = self.run.model  # on its device, in its memory layout
@@ -190,6 +199,7 @@ class _Loop:
         self.eval_every = (
             Fraction(str(self.p.evaluation_interval_epochs)) * self.run.steps_per_epoch
         )
+        self.stopper = Stopper.of(self.p, self.run.steps_per_epoch, self.ctx, self.run)
 
     def eval_due(self, k: int) -> bool:
         """Whether update ``k`` (1-based, counted from the first epoch) ends with an evaluation."""
@@ -200,6 +210,7 @@ class _Loop:
 
     def start(self) -> None:
         self.started = time.perf_counter()
+        self.stopper.start()
         if self.ctx.is_main:
             prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
@@ -210,17 +221,23 @@ class _Loop:
         run, p = self.run, self.p
         t = time.perf_counter()
         self.measures = validation_measures(run.model, run, self.ctx, p)
-        self.eval_seconds += time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        self.eval_seconds += seconds
+        self.last_eval_update = round(epoch * run.steps_per_epoch)
         hooks = [getattr(cb, "on_evaluation", None) for cb in self.callbacks]
         for hook in filter(None, hooks if self.ctx.is_main else []):
             hook(epoch, self.measures)
         value = self.measures.get(p.evaluation_comparison_key, math.nan)
-        if math.isfinite(value) and (run.best_value is None or value > run.best_value):
+        improved = math.isfinite(value) and (run.best_value is None or value > run.best_value)
+        if improved:
             run.best_value, run.best_epoch = float(value), epoch
             if "best" in p.serialization_strategies:
                 save_staged(self.out, "best", run, p, epoch, self.measures, self.ctx)
+        self.stopper.after_evaluation(improved, seconds)
+        run.stale_evaluations = self.stopper.stale_evaluations
 
-    def after_update(self, step: int, running_loss: torch.Tensor) -> None:
+    def after_update(self, step: int, running_loss: torch.Tensor) -> bool:
+        """Progress, a fractional-interval evaluation; ``True`` when the run must stop."""
         steps = self.run.steps_per_epoch
         assert self.progress is not None and self.bar is not None
         if not self.progress.disable and step % 5 == 4:  # .item() waits for the device
@@ -228,25 +245,28 @@ class _Loop:
             self.progress.update(self.bar, completed=done, loss=running_loss.item())
         if (step + 1) % steps and self.eval_due(step + 1):  # a fractional interval
             self.evaluate((step + 1) / steps)
+        return self.stopper.after_update()
 
     def epoch(self, epoch: int) -> None:
         """Train one epoch, evaluate when due, record the history row, save (rank 0)."""
         run, p, ctx, steps = self.run, self.p, self.ctx, self.run.steps_per_epoch
         t0, self.eval_seconds, self.measures = time.perf_counter(), 0.0, None
-        loss_sum, values = _train_epoch(run, self.net, p, ctx, epoch, self.after_update)
+        loss_sum, values, done = _train_epoch(run, self.net, p, ctx, epoch, self.after_update)
         seconds = time.perf_counter() - t0 - self.eval_seconds
-        calls = steps * p.batch_size_multiplier * ctx.world_size
+        calls = done * p.batch_size_multiplier * ctx.world_size
         loss = float(distributed.all_reduce_sum(loss_sum) / calls)
         if not math.isfinite(loss):
             raise TrainingError(_nan_message(epoch + 1, loss, p))
-        if self.eval_due((epoch + 1) * steps):
-            self.evaluate(float(epoch + 1))
-        run.epoch = epoch + 1
+        k = epoch * steps + done  # updates done; a stop may end the epoch early
+        if self.last_eval_update != k and (self.eval_due(k) or self.stopper.reason):
+            self.evaluate(k / steps)
+        partial = done < steps
+        run.epoch = epoch + (not partial)
         run.final_measures = self.measures or run.final_measures
         run.history.append(
             {
-                "epoch": run.epoch,
-                "step": run.epoch * steps,
+                "epoch": round(k / steps, 6) if partial else run.epoch,
+                "step": k,
                 "loss": loss,
                 "learning_rate": values["learning_rate"],
                 "seconds": seconds,
@@ -255,16 +275,25 @@ class _Loop:
             }
         )
         assert self.progress is not None and self.bar is not None
-        self.progress.update(self.bar, completed=(run.epoch - run.first_epoch) * steps, loss=loss)
+        self.progress.update(self.bar, completed=k - run.first_epoch * steps, loss=loss)
         if ctx.is_main:
             log.info(_epoch_line(run, p, time.perf_counter() - self.started))
-            _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
+            if partial:  # the checkpoint stays at the last whole epoch, with the best so far
+                _write_history(self.history_file, run.history)
+                if run.epoch > 0:  # else the checkpoint on disk is not this run's
+                    update_checkpoint(self.out / CHECKPOINT_FILE, **run.best_state())
+            else:
+                _end_epoch(run, p, ctx, self.out, self.history_file, self.measures, self.callbacks)
 
     def finish(self) -> TrainResult:
         """The ``final`` bundle, then the result (the bundles on disk, rank 0) to callbacks."""
         run, p, ctx, out = self.run, self.p, self.ctx, self.out
+        last = run.history[-1]["epoch"] if run.history else run.epoch  # fractional: a stop
+        run.stop = stop_summary(self.stopper, last, p)
+        if ctx.is_main and self.stopper.reason:
+            log.info(stop_line(run.stop, p, run.best_value, run.best_epoch))
         if "final" in p.serialization_strategies:
-            save_staged(out, "final", run, p, run.epoch, run.final_measures, ctx)
+            save_staged(out, "final", run, p, last, run.final_measures, ctx)
         if ctx.is_main:
             publish_staged(out)
         distributed.barrier()
@@ -276,6 +305,7 @@ class _Loop:
             final_measures=run.final_measures,
             checkpoint=out / CHECKPOINT_FILE if ctx.is_main else None,
             history_path=self.history_file if ctx.is_main else None,
+            stop=dict(run.stop),
         )
         for cb in self.callbacks:
             cb.on_train_end(result)
@@ -288,10 +318,11 @@ def _train_epoch(
     p: TrainParams,
     ctx: distributed.DistContext,
     epoch: int,
-    after_update: Callable[[int, torch.Tensor], None],
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """One epoch of updates on a fresh shuffle; returns the summed batch losses (this
-    rank) and the solver values of the last update."""
+    after_update: Callable[[int, torch.Tensor], bool],
+) -> tuple[torch.Tensor, dict[str, float], int]:
+    """One epoch of updates on a fresh shuffle, until done or ``after_update`` says stop;
+    returns the summed batch losses (this rank), the solver values of the last update and
+    the number of updates."""
     net.train()
     micro, steps = p.batch_size_multiplier, run.steps_per_epoch
     global_batch = p.batch_size * ctx.world_size
@@ -300,7 +331,7 @@ def _train_epoch(
     values: dict[str, float] = {}
     for it in range(steps):
         step = epoch * steps + it
-        values = solver_values(p, step / steps)
+        values = solver_values(p, step / steps, steps)
         apply_values(run.optimizer, values)
         for m in range(micro):
             start = (it * micro + m) * global_batch
@@ -312,13 +343,14 @@ def _train_epoch(
             if ctx.distributed and m < micro - 1:
                 sync = net.no_sync()  # gradients are averaged across ranks once per update
             with sync:
-                loss = weighted_cross_entropy(net(x), y, w)
+                loss = run.loss(net(x), y, w)
                 (loss / micro).backward()
             loss_sum += loss.detach()
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
-        after_update(step, loss_sum / ((it + 1) * micro))
-    return loss_sum, values
+        if after_update(step, loss_sum / ((it + 1) * micro)):
+            return loss_sum, values, it + 1
+    return loss_sum, values, steps
 
 
 def _end_epoch(
@@ -381,7 +413,7 @@ def _epoch_line(run: Run, p: TrainParams, elapsed: float) -> str:
     done = run.epoch - run.first_epoch
     eta = round(elapsed / max(done, 1) * (p.num_epochs - run.epoch))
     return (
-        f"epoch {run.epoch}/{p.num_epochs}: loss {row['loss']:.4f}, {measure}, "
+        f"epoch {row['epoch']:g}/{p.num_epochs}: loss {row['loss']:.4f}, {measure}, "
         f"lr {row['learning_rate']:.3g}, {row['seconds'] + row['eval_seconds']:.1f} s, "
         f"ETA {eta // 3600}h{eta // 60 % 60:02d}m{eta % 60:02d}s"
     )

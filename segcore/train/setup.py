@@ -27,6 +27,7 @@ from segcore.train import distributed
 from segcore.train.augment import grey_value_scale
 from segcore.train.checkpoint import load_checkpoint
 from segcore.train.data import SplitData, check_preprocessed, load_split
+from segcore.train.loss import LossFn, make_loss, weighted_cross_entropy
 from segcore.train.solver import make_optimizer, solver_values
 
 RESUMABLE_CHANGES = frozenset(
@@ -42,6 +43,8 @@ RESUMABLE_CHANGES = frozenset(
         "serialization_strategies",
         "serialization_epochs",
         "evaluation_interval_epochs",
+        "time_budget",
+        "early_stopping_patience",
     }
 )
 """Train params that may differ between a checkpoint and the run that resumes it."""
@@ -70,10 +73,25 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     final_measures: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    loss: LossFn = weighted_cross_entropy
+    """``loss(logits, target, weight)``: the loss ``train.loss`` names (segcore.train.loss)."""
+    stale_evaluations: int = 0
+    """Evaluations in a row without improvement (early stopping; kept across a resume)."""
+    stop: dict[str, Any] = field(default_factory=dict)
+    """How the run ended (segcore.train.stopping): reason, epoch, and for a budget stop the
+    seconds at the stop; in the training summary of the bundles."""
 
     @property
     def ignore_indices(self) -> list[int]:
         return ignore_indices(self.config.class_ids, self.config.ignore_class_ids)
+
+    def best_state(self) -> dict[str, Any]:
+        """The checkpoint fields of the best value so far and the evaluations since."""
+        return {
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "stale_evaluations": self.stale_evaluations,
+        }
 
     def checkpoint_state(self, params: TrainParams) -> dict[str, Any]:
         """Plain tensors and containers only: loadable with ``weights_only=True``."""
@@ -87,9 +105,8 @@ class Run:
             "epoch": self.epoch,
             # The schedule is a pure function of the epoch (segcore.train.solver); kept for reading.
             "step": self.epoch * self.steps_per_epoch,
-            "solver": solver_values(params, float(self.epoch)),
-            "best_value": self.best_value,
-            "best_epoch": self.best_epoch,
+            "solver": solver_values(params, float(self.epoch), self.steps_per_epoch),
+            **self.best_state(),
             "history": self.history,
             "final_measures": self.final_measures,
             "params": params.model_dump(mode="json"),
@@ -159,6 +176,7 @@ def prepare(
         steps_per_epoch=len(train) // global_batch,
         grey_scale=grey_value_scale(preprocess, channels),
     )
+    run.loss = make_loss(p, run.ignore_indices)
     if checkpoint is not None:
         _restore(run, load_checkpoint(checkpoint), p, checkpoint)
     run.first_epoch = run.epoch
@@ -202,6 +220,11 @@ def _load_splits(
             f"the train split has {len(train)} samples, fewer than one update takes "
             f"(batch_size {p.batch_size} x batch_size_multiplier {p.batch_size_multiplier} x "
             f"{world_size} processes = {global_batch}); lower train.batch_size"
+        )
+    if val is not None and len(val) == 0 and p.early_stopping_patience is not None:
+        problems.add(
+            f"{where}: the validation split is empty, so train.early_stopping_patience has "
+            "nothing to compare; split with validation_percent > 0 or set it to null"
         )
     if val is not None and len(val) == 0 and "best" in p.serialization_strategies:
         problems.add(
@@ -267,6 +290,13 @@ def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> Non
                 f"train.{key} is {now.get(key)!r} but the checkpoint was trained with {old!r}; "
                 "set it back to resume, or train without --resume"
             )
+    was = state["params"].get("num_epochs")
+    if p.lr_schedule != "none" and was != p.num_epochs:
+        problems.add(
+            f"train.num_epochs is {p.num_epochs} but the checkpoint was trained with {was} "
+            f"under lr_schedule {p.lr_schedule}, whose decay spans num_epochs; set it back to "
+            "resume, or train without --resume"
+        )
     if state["epoch"] >= p.num_epochs:
         problems.add(
             f"{path}: already trained {state['epoch']} of num_epochs {p.num_epochs}; "
@@ -282,5 +312,6 @@ def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> Non
         torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
     run.epoch = int(state["epoch"])
     run.best_value, run.best_epoch = state["best_value"], state["best_epoch"]
+    run.stale_evaluations = int(state.get("stale_evaluations", 0))
     run.history = list(state["history"])
     run.final_measures = dict(state["final_measures"])

@@ -11,6 +11,9 @@ new one. ``torch.optim.SGD`` keeps the rate outside (``b_t = momentum * b_(t-1) 
 is ``momentum * (lr_t / lr_(t-1)) * v_(t-1) - lr_t * g_t``: exactly HALCON's one-step
 rescale, with no extra code (tests/unit/test_train_solver.py checks the equivalence).
 
+The learning-rate schedule and warm-up (``lr_schedule``, ``warmup_epochs``) scale the
+learning rate of every update on top (segcore.train.schedule).
+
 ``weight_prior`` is L2 regularisation: ``weight_prior * w`` is added to the gradient
 (``weight_decay`` of both torch solvers).
 """
@@ -22,6 +25,7 @@ from collections.abc import Iterable
 import torch
 
 from segcore.params import ChangeStrategy, TrainParams
+from segcore.train.schedule import learning_rate_factor
 
 SCHEDULED = ("learning_rate", "momentum", "weight_prior")
 """Model parameters that change strategies may set."""
@@ -47,12 +51,17 @@ def scheduled_value(
     return value
 
 
-def solver_values(params: TrainParams, epoch: float) -> dict[str, float]:
-    """``{"learning_rate": ..., "momentum": ..., "weight_prior": ...}`` at ``epoch``."""
-    return {
+def solver_values(params: TrainParams, epoch: float, steps_per_epoch: int = 1) -> dict[str, float]:
+    """``{"learning_rate": ..., "momentum": ..., "weight_prior": ...}`` of the update that
+    starts at (fractional) ``epoch``: the change strategies' values, the learning rate times
+    the schedule's factor (segcore.train.schedule) for ``steps_per_epoch`` updates an epoch."""
+    values = {
         name: scheduled_value(getattr(params, name), name, params.change_strategies, epoch)
         for name in SCHEDULED
     }
+    update = round(epoch * steps_per_epoch)
+    values["learning_rate"] *= learning_rate_factor(params, update, steps_per_epoch)
+    return values
 
 
 def make_optimizer(params: TrainParams, model: torch.nn.Module) -> torch.optim.Optimizer:
