@@ -248,7 +248,7 @@ def infer(
     # Inference runs anywhere: without a params.yaml beside it, the defaults apply.
     default_missing = params_file == Path(DEFAULT_PARAMS_FILE) and not params_file.is_file()
     p = overrides.apply(InferParams() if default_missing else _params(params_file).infer)
-    model = load_model(bundle, device=p.device, backend=p.backend)
+    model = load_model(bundle, device=p.device, backend=p.backend, precision=p.precision)
     summary = run_inference(
         model,
         inputs,

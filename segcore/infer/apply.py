@@ -27,6 +27,7 @@ import torch
 
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
+from segcore.common.precision import AUTO, FP32, ResolvedPrecision, resolve_precision
 from segcore.data.roi import Roi
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
@@ -83,6 +84,8 @@ class SegModel:
         device: where the torch module runs.
         session: an onnxruntime session instead of ``module`` (input ``image``, output
             ``probabilities`` ``(N, K, H, W)``).
+        precision: the torch module's precision (default fp32); probabilities are
+            float32 in any case.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class SegModel:
         config: BundleConfig,
         device: torch.device | str = "cpu",
         session: Any | None = None,
+        precision: ResolvedPrecision | None = None,
     ) -> None:
         if (module is None) == (session is None):
             raise ValueError("give exactly one of module and session")
@@ -98,6 +102,7 @@ class SegModel:
         self.config = config
         self.device = torch.device(device)
         self.session = session
+        self.precision = precision or ResolvedPrecision(FP32, FP32, self.device, True)
         self._ignore = ignore_indices(config.class_ids, config.ignore_class_ids)
 
     @property
@@ -130,12 +135,19 @@ class SegModel:
     def _torch_probabilities(self, batch: np.ndarray) -> torch.Tensor:
         assert self.module is not None
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        if self.precision.mixed:  # oneDNN's bf16 convolutions want channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return masked_probabilities(self.module(x), self._ignore)
+            with self.precision.autocast():
+                logits = self.module(x)
+            return masked_probabilities(logits.float(), self._ignore)
 
 
 def load_model(
-    bundle: str | os.PathLike[str], device: str = "auto", backend: str = "torch"
+    bundle: str | os.PathLike[str],
+    device: str = "auto",
+    backend: str = "torch",
+    precision: str = FP32,
 ) -> SegModel:
     """Load a model bundle for inference.
 
@@ -144,18 +156,30 @@ def load_model(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         backend: ``torch`` (the bundle's weights) or ``onnx`` (``model.onnx`` in the bundle,
             written by ``segcore export-onnx``, run with onnxruntime).
+        precision: torch backend: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see
+            :mod:`segcore.common.precision`); the onnx backend takes ``fp32`` or ``auto``
+            and runs the exported file as it is (fp32 or int8).
 
     Raises:
-        SegcoreError: no (complete) bundle there, an unknown backend, or a missing or stale
-            ONNX file.
+        SegcoreError: no (complete) bundle there, an unknown backend, a missing or stale
+            ONNX file, or a precision the device or backend cannot run.
     """
     path = Path(bundle)
     if backend not in BACKENDS:
         raise ParamsError(f"backend: unknown {backend!r}; use one of {', '.join(BACKENDS)}")
     dev = resolve_device(device)
     if backend == "torch":
+        resolved = resolve_precision(precision, dev, key="infer.precision")
         module, config = load_bundle(path, device=dev)
-        return SegModel(module, config, dev)
+        if resolved.mixed:
+            module = module.to(memory_format=torch.channels_last)
+        return SegModel(module, config, dev, precision=resolved)
+    if precision not in (FP32, AUTO):
+        raise ParamsError(
+            f"infer.precision: {precision} runs the torch backend only; the onnx backend runs "
+            "the exported file (export an int8 one with `segcore export-onnx --quantize int8`):"
+            " use --backend torch, or precision fp32 / auto"
+        )
     return SegModel(None, read_bundle_config(path), dev, session=open_session(path, device=dev))
 
 

@@ -37,6 +37,7 @@ from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
 from segcore.params import TrainParams
 from segcore.train import distributed
+from segcore.train.amp import backward, forward, optimizer_step
 from segcore.train.augment import augment_batch
 from segcore.train.bundles import (
     bundles_on_disk,
@@ -201,6 +202,7 @@ class _Loop:
     def start(self) -> None:
         self.started = time.perf_counter()
         if self.ctx.is_main:
+            log.info("precision: %s", self.run.precision.describe())
             prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
                 cb.on_train_start(self.run.info)
@@ -312,11 +314,10 @@ def _train_epoch(
             if ctx.distributed and m < micro - 1:
                 sync = net.no_sync()  # gradients are averaged across ranks once per update
             with sync:
-                loss = weighted_cross_entropy(net(x), y, w)
-                (loss / micro).backward()
+                loss = weighted_cross_entropy(forward(net, x, run.precision), y, w)
+                backward(loss / micro, run.scaler)
             loss_sum += loss.detach()
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(run.optimizer, run.scaler)
         after_update(step, loss_sum / ((it + 1) * micro))
     return loss_sum, values
 
