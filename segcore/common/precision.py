@@ -21,18 +21,12 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import torch
 
+from segcore.common.constants import AUTO, BF16, FP16, FP32, PRECISIONS
 from segcore.common.errors import ParamsError
-
-Precision = Literal["fp32", "bf16", "fp16", "auto"]
-PRECISIONS: Final = ("fp32", "bf16", "fp16", "auto")
-FP32: Final = "fp32"
-BF16: Final = "bf16"
-FP16: Final = "fp16"
-AUTO: Final = "auto"
 
 _DTYPES: Final = {BF16: torch.bfloat16, FP16: torch.float16}
 NATIVE_BF16_CPU_FLAGS: Final = ("amx_bf16", "avx512_bf16")

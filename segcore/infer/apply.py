@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from segcore.common.constants import AUTO, FP32
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
-from segcore.common.precision import AUTO, FP32, ResolvedPrecision, resolve_precision
+from segcore.common.precision import ResolvedPrecision, resolve_precision
 from segcore.data.roi import Roi
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from segcore.common.constants import Split
-from segcore.common.precision import Precision
+from segcore.common.constants import Precision, Split
 from segcore.params.base import Section
 
 

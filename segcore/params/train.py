@@ -9,8 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
-from segcore.common.constants import SerializationStrategy, SolverType
-from segcore.common.precision import Precision
+from segcore.common.constants import Precision, SerializationStrategy, SolverType
 from segcore.params.base import Problem, Section, duplicates, validate_with_rules
 
 

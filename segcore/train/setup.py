@@ -279,8 +279,10 @@ def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> Non
                 f"train.{key} is {now.get(key)!r} but the checkpoint was trained with {old!r}; "
                 "set it back to resume, or train without --resume"
             )
+    # Another precision asked is reported above; here: the same ``auto`` resolving otherwise.
     trained_in = state.get("precision", "fp32")
-    if trained_in != run.precision.name:
+    asked_before = state["params"].get("precision", p.precision)
+    if trained_in != run.precision.name and asked_before == p.precision:
         problems.add(
             f"{path}: trained in {trained_in}, train.precision {p.precision!r} means "
             f"{run.precision.name} on this machine; set train.precision {trained_in} to resume "

@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 import torch
+from mlflow import MlflowClient
 
 from segcore.common.errors import ParamsError
 from segcore.common.precision import EmulatedPrecisionWarning, native_bf16
 from segcore.model.bundle import load_bundle
 from segcore.model.config import trained_precision
+from segcore.params import Params, TrackingParams
+from segcore.tracking import run as tracking
 from segcore.train.checkpoint import CHECKPOINT_FILE
 from segcore.train.loop import TrainResult, train_model
 from tests.pipeline.test_train import Recorder, tiny_params
@@ -27,23 +30,33 @@ def _train_bf16(dataset: Path, root: Path, resume: bool = False, **changes: Any)
 
 
 def test_bf16_training_reaches_the_loss_of_fp32_and_records_its_precision(
-    pills_preprocessed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pills_preprocessed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, mlflow_uri: str
 ) -> None:
     fp32 = train_model(pills_preprocessed, tiny_params(tmp_path / "fp32", num_epochs=4))
     recorder = Recorder()
-    with caplog.at_level(logging.INFO, logger="segcore.train"), warnings.catch_warnings():
+    train = tiny_params(tmp_path / "bf16", num_epochs=4, precision="bf16")
+    params = Params().model_copy(
+        update={
+            "train": train,
+            "tracking": TrackingParams(tracking_uri=mlflow_uri, experiment_name="precision"),
+        }
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="segcore.train"),
+        warnings.catch_warnings(),
+        tracking.start_run(params, tmp_path) as run,
+    ):
         warnings.simplefilter("ignore", EmulatedPrecisionWarning)
-        bf16 = train_model(
-            pills_preprocessed,
-            tiny_params(tmp_path / "bf16", num_epochs=4, precision="bf16"),
-            callbacks=[recorder],
-        )
+        bf16 = train_model(pills_preprocessed, train, callbacks=[recorder, run.callback()])
     loss32, loss16 = fp32.history["loss"], bf16.history["loss"]
     assert loss16.iloc[-1] < 0.7 * loss16.iloc[0]  # it learns
     # Same seed, same data order: bf16 rounding only; the loss ends within 10 % of fp32's.
     assert loss16.iloc[-1] == pytest.approx(loss32.iloc[-1], rel=0.10)
     assert loss16.iloc[0] != loss32.iloc[0]  # the forward pass did run in bf16
 
+    stored = MlflowClient(mlflow_uri).get_run(run.run_id).data
+    assert stored.tags["train.precision"] == "bf16"  # what ran, beside the asked param
+    assert stored.params["train.precision"] == "bf16"
     assert recorder.info["precision"] == "bf16"
     assert recorder.info["precision_native"] is native_bf16(torch.device("cpu"))
     assert any("precision: bf16" in r.getMessage() for r in caplog.records)
