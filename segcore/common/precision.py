@@ -154,4 +154,5 @@ def resolve_precision(
         )
         warnings.warn(message, EmulatedPrecisionWarning, stacklevel=2)
         log.warning(message)
-    return ResolvedPrecision(precision, precision, device, precision == FP32 or native)
+    # fp32 everywhere and fp16 on a GPU (the only place it is allowed) are native.
+    return ResolvedPrecision(precision, precision, device, precision != BF16 or native)

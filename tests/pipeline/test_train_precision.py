@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers.cli import run_segcore
 from mlflow import MlflowClient
 
 from segcore.common.errors import ParamsError
@@ -93,3 +94,13 @@ def test_fp16_on_a_cpu_is_refused_before_training(pills_preprocessed: Path, tmp_
     with pytest.raises(ParamsError, match=r"fp16 needs a CUDA device.*auto"):
         train_model(pills_preprocessed, tiny_params(tmp_path, precision="fp16"))
     assert not (tmp_path / "models" / CHECKPOINT_FILE).exists()
+
+
+def test_fp16_on_a_cpu_is_a_clear_error_of_the_command_line(tmp_path: Path) -> None:
+    done = run_segcore(
+        "infer", tmp_path / "bundle", tmp_path / "a.png", "--out", tmp_path / "out",
+        "--device", "cpu", "--precision", "fp16", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "infer.precision: fp16 needs a CUDA device" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from segcore.common.errors import ParamsError
 from segcore.common.precision import EmulatedPrecisionWarning, native_bf16, resolve_precision
-from segcore.infer.apply import SegModel
+from segcore.infer.apply import SegModel, load_model
 from segcore.model.factory import create_model
 from segcore.params import InferParams, TrainParams
 from segcore.train.amp import backward, forward, optimizer_step
@@ -52,6 +52,11 @@ def test_bad_precisions_are_clear_errors() -> None:
         resolve_precision("fp16", CPU, key="infer.precision")
     with pytest.raises(ParamsError, match=r"unknown 'fp8'.*fp32, bf16, fp16, auto"):
         resolve_precision("fp8", CPU)
+    # Checked before any bundle is read.
+    with pytest.raises(ParamsError, match=r"infer.precision: fp16 needs a CUDA device"):
+        load_model("no-bundle", device="cpu", precision="fp16")
+    with pytest.raises(ParamsError, match=r"bf16 runs the torch backend only.*--quantize int8"):
+        load_model("no-bundle", device="cpu", backend="onnx", precision="bf16")
     with pytest.raises(ValidationError, match="precision"):
         TrainParams(precision="fp64")
     with pytest.raises(ValidationError, match="precision"):
