@@ -120,4 +120,4 @@ def test_bf16_inference_gives_float32_probabilities_close_to_fp32() -> None:
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, 3, 32, 32)
     assert np.allclose(bf16.sum(axis=1), 1.0, atol=1e-5)
     diff = np.abs(bf16 - fp32).max()
-    assert 0 < diff < 0.05  # bf16 rounding: not identical, yet close
+    assert 1e-4 < diff < 0.05  # bf16 rounding (8 bits of mantissa): not identical, yet close
