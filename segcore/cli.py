@@ -272,26 +272,17 @@ def export_onnx_command(
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset, 17 or newer.")] = 17,
     quantize: Annotated[
-        str | None,
-        typer.Option(
-            help="int8: static quantization calibrated on training samples, checked against "
-            "fp32 and its measure change on the validation split reported."
-        ),
+        str | None, typer.Option(help="int8: static quantization, calibrated and checked.")
     ] = None,
     dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Preprocessed dataset for --quantize (calibration: train split; measure "
-            "change: validation split); default train.dataset of the parameter file."
-        ),
+        Path | None, typer.Option(help="Preprocessed dataset for --quantize (train.dataset).")
     ] = None,
-    calibration_samples: Annotated[
-        int, typer.Option(help="Training samples that calibrate --quantize int8.")
-    ] = 16,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration samples, int8.")] = 16,
     params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
 ) -> None:
     """Export a bundle to ONNX (dynamic batch, and height/width where the network allows)
-    for `segcore infer --backend onnx` and other runtimes; --quantize int8 for int8."""
+    for `segcore infer --backend onnx` and other runtimes. --quantize int8: calibrated on
+    training samples of --dataset, checked against fp32, the validation measure change printed."""
     from segcore.infer.onnx import describe, export_onnx
     from segcore.infer.quantize import check_quantization
 

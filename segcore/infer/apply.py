@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from segcore.common.constants import AUTO, FP32
+from segcore.common.constants import AUTO, FP32, PRECISIONS
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
 from segcore.common.precision import ResolvedPrecision, resolve_precision
@@ -175,6 +175,8 @@ def load_model(
         if resolved.mixed:
             module = module.to(memory_format=torch.channels_last)
         return SegModel(module, config, dev, precision=resolved)
+    if precision not in PRECISIONS:
+        resolve_precision(precision, dev, key="infer.precision")  # the unknown-value error
     if precision not in (FP32, AUTO):
         raise ParamsError(
             f"infer.precision: {precision} runs the torch backend only; the onnx backend runs "
