@@ -221,15 +221,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         root = Path(tmp)
         if args.bundle is None:
+            size = 64 if quick else args.infer_size
             bundle, dataset = make_model(
-                root,
-                size=64 if quick else 256,
-                images=24 if quick else 40,
-                epochs=2 if quick else 6,
+                root, size=size, images=24 if quick else 40, epochs=2 if quick else 6
             )
             print(
-                "\n3. inference on a pill model trained here briefly "
-                f"({'quick' if quick else '40 images, 6 epochs'}), validation split:"
+                f"\n3. inference on a pill model trained here briefly ({size} px, "
+                f"{24 if quick else 40} images, {2 if quick else 6} epochs), validation split:"
             )
         else:
             bundle, dataset = args.bundle, args.dataset
