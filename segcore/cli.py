@@ -322,7 +322,9 @@ def infer(
     params = Params() if default_missing else _params(params_file)
     p = overrides.apply(params.infer)
     # The bundle's decision rules; a bundle without them decides by params.yaml's.
-    model = load_model(bundle, device=p.device, backend=p.backend, decision=params.decision)
+    model = load_model(
+        bundle, device=p.device, backend=p.backend, decision=params.decision, precision=p.precision
+    )
     summary = run_inference(
         model,
         inputs,
@@ -345,13 +347,33 @@ def export_onnx_command(
         typer.Option("--out", help="ONNX file (default: BUNDLE/model.onnx, used by infer)."),
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset, 17 or newer.")] = 17,
+    quantize: Annotated[
+        str | None, typer.Option(help="int8: static quantization, calibrated and checked.")
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Preprocessed dataset for --quantize (train.dataset).")
+    ] = None,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration samples, int8.")] = 16,
+    params_file: ParamsOpt = Path(DEFAULT_PARAMS_FILE),
 ) -> None:
     """Export a bundle to ONNX (dynamic batch, and height/width where the network allows)
-    for `segcore infer --backend onnx` and other runtimes."""
+    for `segcore infer --backend onnx` and other runtimes. --quantize int8: calibrated on
+    training samples of --dataset, checked against fp32, the validation measure change printed."""
     from segcore.infer.onnx import describe, export_onnx
+    from segcore.infer.quantize import check_quantization
 
-    path = export_onnx(bundle, out_file, opset=opset)
-    out.print(f"ONNX: {path} ({describe(path)})")
+    check_quantization(quantize)
+    if quantize is None:
+        path = export_onnx(bundle, out_file, opset=opset)
+        out.print(f"ONNX: {path} ({describe(path)})")
+        return
+    if dataset is None:
+        has_params = params_file.is_file() or params_file != Path(DEFAULT_PARAMS_FILE)
+        dataset = Path(_params(params_file).train.dataset if has_params else TrainParams().dataset)
+    from segcore.evaluate.compare import export_int8_compared
+
+    result = export_int8_compared(bundle, dataset, out_file, opset, calibration_samples)
+    out.print(result.render(), highlight=False)
 
 
 # --------------------------------------------------------------------------- labels

@@ -32,6 +32,14 @@ LrSchedule = Literal["none", "poly", "cosine"]
 # Serialization strategies (create_dl_train_param).
 SerializationStrategy = Literal["best", "final", "epochs", "current"]
 
+# Numeric precision of the network (train.precision, infer.precision; segcore.common.precision).
+FP32: Final = "fp32"
+BF16: Final = "bf16"
+FP16: Final = "fp16"
+AUTO: Final = "auto"
+PRECISIONS: Final = (FP32, BF16, FP16, AUTO)
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+
 IGNORE_INDEX: Final = -100
 """Label value used inside tensors for pixels that take no part in loss or measures.
 

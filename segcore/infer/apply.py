@@ -25,8 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from segcore.common.constants import AUTO, FP32, PRECISIONS
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
+from segcore.common.precision import ResolvedPrecision, resolve_precision
 from segcore.data.roi import Roi
 from segcore.infer.components import (
     REGION_COLUMNS,
@@ -91,6 +93,8 @@ class SegModel:
         session: an onnxruntime session instead of ``module`` (input ``image``, output
             ``probabilities`` ``(N, K, H, W)``).
         decision: the rules when the bundle holds none (default: ``DecisionParams()``).
+        precision: the torch module's precision (default fp32); probabilities are
+            float32 in any case.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class SegModel:
         device: torch.device | str = "cpu",
         session: Any | None = None,
         decision: DecisionParams | None = None,
+        precision: ResolvedPrecision | None = None,
     ) -> None:
         if (module is None) == (session is None):
             raise ValueError("give exactly one of module and session")
@@ -107,6 +112,7 @@ class SegModel:
         self.config = config
         self.device = torch.device(device)
         self.session = session
+        self.precision = precision or ResolvedPrecision(FP32, FP32, self.device, True)
         self._ignore = ignore_indices(config.class_ids, config.ignore_class_ids)
         self.rules: DecisionRules = rules_for(config, decision)
         """The OK/NG rules: the bundle's, else ``decision``'s."""
@@ -141,8 +147,12 @@ class SegModel:
     def _torch_probabilities(self, batch: np.ndarray) -> torch.Tensor:
         assert self.module is not None
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        if self.precision.mixed:  # oneDNN's bf16 convolutions want channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return masked_probabilities(self.module(x), self._ignore)
+            with self.precision.autocast():
+                logits = self.module(x)
+            return masked_probabilities(logits.float(), self._ignore)
 
 
 def load_model(
@@ -150,6 +160,7 @@ def load_model(
     device: str = "auto",
     backend: str = "torch",
     decision: DecisionParams | None = None,
+    precision: str = FP32,
 ) -> SegModel:
     """Load a model bundle for inference.
 
@@ -160,18 +171,33 @@ def load_model(
             written by ``segcore export-onnx``, run with onnxruntime).
         decision: the OK/NG rules for a bundle that holds none (default: the defaults of
             the ``decision`` section).
+        precision: torch backend: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see
+            :mod:`segcore.common.precision`); the onnx backend takes ``fp32`` or ``auto``
+            and runs the exported file as it is (fp32 or int8).
 
     Raises:
-        SegcoreError: no (complete) bundle there, an unknown backend, or a missing or stale
-            ONNX file; decision rules that name classes the model lacks.
+        SegcoreError: no (complete) bundle there, an unknown backend, a missing or stale
+            ONNX file, or a precision the device or backend cannot run; decision rules that
+            name classes the model lacks.
     """
     path = Path(bundle)
     if backend not in BACKENDS:
         raise ParamsError(f"backend: unknown {backend!r}; use one of {', '.join(BACKENDS)}")
     dev = resolve_device(device)
     if backend == "torch":
+        resolved = resolve_precision(precision, dev, key="infer.precision")
         module, config = load_bundle(path, device=dev)
-        return SegModel(module, config, dev, decision=decision)
+        if resolved.mixed:
+            module = module.to(memory_format=torch.channels_last)
+        return SegModel(module, config, dev, decision=decision, precision=resolved)
+    if precision not in PRECISIONS:
+        resolve_precision(precision, dev, key="infer.precision")  # the unknown-value error
+    if precision not in (FP32, AUTO):
+        raise ParamsError(
+            f"infer.precision: {precision} runs the torch backend only; the onnx backend runs "
+            "the exported file (export an int8 one with `segcore export-onnx --quantize int8`):"
+            " use --backend torch, or precision fp32 / auto"
+        )
     config = read_bundle_config(path)
     return SegModel(None, config, dev, session=open_session(path, device=dev), decision=decision)
 

@@ -183,7 +183,7 @@ def _verify(wrapper: nn.Module, path: Path, shapes: list[tuple[int, ...]]) -> st
     """Compare onnxruntime with torch on random inputs of the given shapes."""
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
 
-    session = _session(path, torch.device("cpu"))
+    session = onnx_session(path, torch.device("cpu"))
     rng = np.random.default_rng(0)
     for shape in shapes:
         x = rng.normal(0.0, 50.0, shape).astype(np.float32)
@@ -205,7 +205,9 @@ def _verify(wrapper: nn.Module, path: Path, shapes: list[tuple[int, ...]]) -> st
     return None
 
 
-def _session(path: Path, device: torch.device) -> Any:
+def onnx_session(path: str | os.PathLike[str], device: torch.device) -> Any:
+    """An onnxruntime session on the ONNX file ``path`` (graph optimizations on; the CUDA
+    provider for a CUDA device where onnxruntime has it, else the CPU with torch's threads)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -236,7 +238,7 @@ def open_session(bundle_dir: str | os.PathLike[str], device: torch.device | str 
         raise OnnxError(
             f"{path}: no ONNX export in the bundle; run `segcore export-onnx {bundle}` first"
         )
-    session = _session(path, torch.device(device))
+    session = onnx_session(path, torch.device(device))
     meta = session.get_modelmeta().custom_metadata_map
     weights = bundle / BUNDLE_WEIGHTS
     if weights.is_file() and meta.get(META_WEIGHTS) != file_sha256(weights):

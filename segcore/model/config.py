@@ -34,7 +34,9 @@ class BundleConfig:
         class_names: names in the same order.
         ignore_class_ids: ids never predicted (their logits are masked).
         preprocess_param: ``PreprocessParams.model_dump()`` used for training.
-        training_summary: epochs, best value, final measures, resolved train params.
+        training_summary: epochs, best value, final measures, resolved train params, and
+            ``precision``: what the network was trained in (``fp32``, ``bf16``, ``fp16``;
+            ``auto`` resolved), see :func:`trained_precision`.
         input_bit_depth: bits per channel of the training images (8, 16; 32 for float),
             ``None`` when unknown or mixed. Inference converts other inputs to it where the
             normalization defines how (see :mod:`segcore.infer.depth`).
@@ -52,6 +54,11 @@ class BundleConfig:
     training_summary: dict[str, Any] = field(default_factory=dict)
     input_bit_depth: int | None = None
     decision: dict[str, Any] | None = None
+
+
+def trained_precision(config: BundleConfig) -> str:
+    """The precision a bundle was trained in (``fp32`` for bundles that do not say)."""
+    return str(config.training_summary.get("precision", "fp32"))
 
 
 def read_bundle_config(directory: str | os.PathLike[str]) -> BundleConfig:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from segcore.common.constants import Split
+from segcore.common.constants import Precision, Split
 from segcore.params.base import Section
 
 
@@ -42,6 +42,11 @@ class InferParams(Section):
     """``torch`` (the bundle's weights) or ``onnx`` (onnxruntime on ``model.onnx``)."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: Precision = "fp32"
+    """Torch backend: ``fp32``; ``bf16`` / ``fp16`` run the network under autocast (bf16
+    native on CPUs with AMX / AVX-512 BF16 and recent GPUs; fp16 needs CUDA); ``auto``: bf16
+    where native, else fp32. The onnx backend runs what ``segcore export-onnx`` wrote (fp32,
+    or int8 with ``--quantize int8``)."""
     workers: int = Field(0, ge=0)
     """Threads that decode, preprocess and write images; 0: half the CPU cores (1 to 4)."""
     max_image_pixels: int = Field(100_000_000, gt=0)

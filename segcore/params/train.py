@@ -9,7 +9,13 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
-from segcore.common.constants import LossName, LrSchedule, SerializationStrategy, SolverType
+from segcore.common.constants import (
+    LossName,
+    LrSchedule,
+    Precision,
+    SerializationStrategy,
+    SolverType,
+)
 from segcore.params.base import Problem, Section, duplicates, validate_with_rules
 
 
@@ -164,6 +170,11 @@ class TrainParams(Section):
     another core count."""
     channels_last: bool = True
     """Run the network in channels-last memory layout (faster convolutions on CPU)."""
+    precision: Precision = "fp32"
+    """``fp32``; ``bf16`` or ``fp16``: mixed precision (autocast forward pass, float32 weights,
+    optimizer state and loss; bf16 is native on CPUs with AMX / AVX-512 BF16 and on recent
+    GPUs, emulated and slow on other CPUs; fp16 needs CUDA and scales the loss); ``auto``:
+    bf16 where the hardware runs it natively, else fp32."""
     nproc: int = Field(1, gt=0)
     """Processes for distributed training when launched from the flow (torchrun)."""
 

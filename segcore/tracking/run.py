@@ -183,7 +183,8 @@ class TrackedRun:
         """Log a model bundle as a pyfunc model with its image signature; returns its URI.
 
         See :mod:`segcore.tracking.mlflow_model` for what the model takes and answers (the served
-        model runs on ``SEGCORE_SERVE_DEVICE``, default ``auto``).
+        model runs on ``SEGCORE_SERVE_DEVICE``, default ``auto``, in ``SEGCORE_SERVE_PRECISION``,
+        default ``fp32``).
         """
         import mlflow
 

@@ -36,6 +36,8 @@ _log = logging.getLogger(__name__)
 
 MAX_BYTES_ENV = "SEGCORE_SERVE_MAX_IMAGE_BYTES"
 MAX_PIXELS_ENV = "SEGCORE_SERVE_MAX_IMAGE_PIXELS"
+PRECISION_ENV = "SEGCORE_SERVE_PRECISION"
+"""Precision of the served network (as ``infer.precision``: fp32, bf16, fp16, auto); fp32."""
 DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
 
 
@@ -82,7 +84,10 @@ class SegmentationModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         device = os.environ.get("SEGCORE_SERVE_DEVICE", "auto")
-        self._model = load_model(context.artifacts[BUNDLE_ARTIFACT], device=device)
+        precision = os.environ.get(PRECISION_ENV, "").strip() or "fp32"
+        self._model = load_model(
+            context.artifacts[BUNDLE_ARTIFACT], device=device, precision=precision
+        )
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

@@ -96,6 +96,7 @@ def save_staged(
         "best_epoch": run.best_epoch,
         "measures": {k: v for k, v in (measures or {}).items() if k != "pixel_confusion_matrix"},
         "processes": ctx.world_size,
+        "precision": run.precision.name,
         "params": p.model_dump(mode="json"),
     }
     if run.stop:  # how the run ended (the final bundle): reason, epoch, budget seconds

@@ -39,6 +39,7 @@ from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
 from segcore.params import TrainParams
 from segcore.train import distributed
+from segcore.train.amp import backward, forward, optimizer_step
 from segcore.train.augment import augment_batch
 from segcore.train.bundles import (
     bundles_on_disk,
@@ -212,6 +213,7 @@ class _Loop:
         self.started = time.perf_counter()
         self.stopper.start()
         if self.ctx.is_main:
+            log.info("precision: %s", self.run.precision.describe())
             prepare_staging(self.out, resume=self.run.first_epoch > 0)
             for cb in self.callbacks:
                 cb.on_train_start(self.run.info)
@@ -343,11 +345,10 @@ def _train_epoch(
             if ctx.distributed and m < micro - 1:
                 sync = net.no_sync()  # gradients are averaged across ranks once per update
             with sync:
-                loss = run.loss(net(x), y, w)
-                (loss / micro).backward()
+                loss = run.loss(forward(net, x, run.precision), y, w)
+                backward(loss / micro, run.scaler)
             loss_sum += loss.detach()
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(run.optimizer, run.scaler)
         if after_update(step, loss_sum / ((it + 1) * micro)):
             return loss_sum, values, it + 1
     return loss_sum, values, steps

@@ -18,6 +18,7 @@ import torch
 
 from segcore.common.constants import COL_BIT_DEPTH, TRAIN, VALIDATION
 from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.common.precision import ResolvedPrecision, resolve_precision
 from segcore.data.dldataset import DLDataset
 from segcore.model.config import BundleConfig
 from segcore.model.factory import architecture, check_input_size, create_model
@@ -64,6 +65,10 @@ class Run:
     steps_per_epoch: int
     grey_scale: torch.Tensor
     """``(C,)`` input units per grey value, for brightness augmentation."""
+    precision: ResolvedPrecision
+    """What ``train.precision`` means on this device (``auto`` resolved)."""
+    scaler: torch.amp.GradScaler | None = None
+    """Loss scaling of fp16 training; ``None`` otherwise."""
     epoch: int = 0
     """Epochs done."""
     first_epoch: int = 0
@@ -113,6 +118,8 @@ class Run:
             "architecture": self.config.architecture,
             "class_ids": self.config.class_ids,
             "rng": rng,
+            "precision": self.precision.name,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
 
@@ -158,6 +165,7 @@ def prepare(
     # an index gather that keeps both, with no copy or conversion per step.
     train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
+    precision = resolve_precision(p.precision, ctx.device)
     config = BundleConfig(
         arch,
         list(ds.class_ids),
@@ -175,6 +183,8 @@ def prepare(
         config=config,
         steps_per_epoch=len(train) // global_batch,
         grey_scale=grey_value_scale(preprocess, channels),
+        precision=precision,
+        scaler=precision.grad_scaler(),
     )
     run.loss = make_loss(p, run.ignore_indices)
     if checkpoint is not None:
@@ -257,6 +267,8 @@ def _run_info(run: Run, ctx: distributed.DistContext) -> dict[str, Any]:
         "steps_per_epoch": run.steps_per_epoch,
         "processes": ctx.world_size,
         "device": str(ctx.device),
+        "precision": run.precision.name,
+        "precision_native": run.precision.native,
         "resumed_from_epoch": run.epoch,
     }
 
@@ -297,6 +309,15 @@ def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> Non
             f"under lr_schedule {p.lr_schedule}, whose decay spans num_epochs; set it back to "
             "resume, or train without --resume"
         )
+    # Another precision asked is reported above; here: the same ``auto`` resolving otherwise.
+    trained_in = state.get("precision", "fp32")
+    asked_before = state["params"].get("precision", p.precision)
+    if trained_in != run.precision.name and asked_before == p.precision:
+        problems.add(
+            f"{path}: trained in {trained_in}, train.precision {p.precision!r} means "
+            f"{run.precision.name} on this machine; set train.precision {trained_in} to resume "
+            "(a run keeps one precision), or train without --resume"
+        )
     if state["epoch"] >= p.num_epochs:
         problems.add(
             f"{path}: already trained {state['epoch']} of num_epochs {p.num_epochs}; "
@@ -305,6 +326,8 @@ def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> Non
     problems.raise_if_any(ParamsError, "cannot resume")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
     run.generator.set_state(state["rng"]["data"])
     torch.set_rng_state(state["rng"]["torch"])
     dev = next(run.model.parameters()).device

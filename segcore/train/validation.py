@@ -12,6 +12,7 @@ from segcore.evaluate.metrics import ConfusionMatrix
 from segcore.model.outputs import mask_ignored_logits
 from segcore.params import TrainParams
 from segcore.train import distributed
+from segcore.train.amp import forward
 from segcore.train.setup import Run
 
 SCALAR_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
@@ -32,7 +33,7 @@ def validation_measures(
     mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
     for chunk in mine.split(p.batch_size):
         x = run.val.images[chunk].to(ctx.device)
-        logits = mask_ignored_logits(model(x), run.ignore_indices)
+        logits = mask_ignored_logits(forward(model, x, run.precision), run.ignore_indices)
         matrix.update(logits.argmax(1), run.val.targets[chunk])
     matrix.reduce_from_all_processes()
     model.train()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,34 @@ def test_served_model_refuses_huge_images_with_its_message_only(
     assert "50x60" in _post_image(client, png).json()["message"]
     monkeypatch.setenv("SEGCORE_SERVE_MAX_IMAGE_PIXELS", "3000")
     assert _post_image(client, png).status_code == 200
+
+
+def test_served_model_runs_in_the_precision_of_its_environment(
+    mlflow_uri: str,
+    tmp_path: Path,
+    untrained_bundle: Path,
+    pills_raw: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow.pyfunc
+
+    from segcore.common.errors import ParamsError
+    from segcore.common.precision import EmulatedPrecisionWarning
+
+    run_id = _run_with_model(_params(mlflow_uri, "serve-bf16"), tmp_path, untrained_bundle, 0.5)
+    monkeypatch.setenv("SEGCORE_SERVE_DEVICE", "cpu")
+    monkeypatch.setenv("SEGCORE_SERVE_PRECISION", "bf16")
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmulatedPrecisionWarning)
+            model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        monkeypatch.setenv("SEGCORE_SERVE_PRECISION", "fp16")
+        with pytest.raises(ParamsError, match="fp16 needs a CUDA device"):
+            mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert model.unwrap_python_model()._model.precision.name == "bf16"
+    png = next((pills_raw / "images").glob("*.png")).read_bytes()
+    out = model.predict(pd.DataFrame({"image": [png]}))
+    assert len(out) == 1 and 0.0 < out.loc[0, "mean_confidence"] <= 1.0
