@@ -8,8 +8,10 @@ on images of any size and type and returns one :class:`DLResult` per image:
 Images go through :func:`segcore.preprocess.transforms.preprocess_samples` /
 :func:`~segcore.preprocess.transforms.preprocess_image`, the same code that prepared the training
 data. Class probabilities are resized bilinearly from network resolution to the input's
-size before the argmax, so borders stay smooth on large images. Folders of files are
-handled by :func:`segcore.infer.files.run_inference`.
+size before the argmax, so borders stay smooth on large images. Tiled models
+(``preprocess.param.mode: tiled``) see the whole image at its native size times ``scale``
+through overlapping tiles whose probabilities are blended (:mod:`segcore.infer.tiling`).
+Folders of files are handled by :func:`segcore.infer.files.run_inference`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import cv2
 import numpy as np
 import torch
 
+from segcore.common.constants import MODE_TILED
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
 from segcore.data.roi import Roi
+from segcore.infer.components import REGION_COLUMNS, region_columns
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
+from segcore.infer.tiling import DEFAULT_TILE_OVERLAP, preprocess_whole_image, sliding_window
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
 from segcore.model.outputs import ignore_indices, masked_probabilities
 from segcore.params import PreprocessParams
@@ -119,6 +124,46 @@ class SegModel:
             return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
         return self._torch_probabilities(batch).cpu().numpy()
 
+    @property
+    def tiled(self) -> bool:
+        """Whether the network sees tiles of whole images (``mode: tiled``) rather than
+        whole resized images."""
+        return self.config.preprocess_param.get("mode") == MODE_TILED
+
+    def tile_probabilities(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` -> ``(N, K, h, w)`` float32 probabilities as a tensor (torch: on
+        the model's device; ONNX: on the CPU)."""
+        if self.session is not None:
+            x = np.ascontiguousarray(tiles.cpu().numpy(), np.float32)
+            return torch.from_numpy(self.session.run(None, {"image": x})[0])
+        assert self.module is not None
+        with torch.inference_mode():
+            return masked_probabilities(self.module(tiles.to(self.device)), self._ignore)
+
+    def window_probabilities(
+        self,
+        image: np.ndarray,
+        overlap: float = DEFAULT_TILE_OVERLAP,
+        batch_size: int = 8,
+        name: str = "infer.tile_overlap",
+    ) -> np.ndarray:
+        """A tiled model on a whole preprocessed image: ``(C, H, W)`` -> ``(K, H, W)``
+        float32 probabilities blended from overlapping tiles (see :mod:`segcore.infer.tiling`;
+        ``name`` is the overlap's parameter in error messages)."""
+        param = self.preprocess
+        device = self.device if self.module is not None else torch.device("cpu")
+        x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(device)
+        with torch.inference_mode():
+            probs = sliding_window(
+                x,
+                (param.image_height, param.image_width),
+                self.tile_probabilities,
+                overlap=overlap,
+                batch_size=batch_size,
+                name=name,
+            )
+        return probs.cpu().numpy()
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(N, C, H, W)`` -> class indices ``(N, H, W)`` int64 and confidence ``(N, H, W)`` f32."""
         if self.session is not None:
@@ -165,17 +210,19 @@ def apply_model(
     batch_size: int = 8,
     min_area: int = 1,
     rois: Sequence[Roi | None] | None = None,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
 ) -> list[DLResult]:
     """Segment images (HALCON: apply_dl_model on samples made from images).
 
     Args:
         model: from :func:`load_model`.
         images: ``(H, W)`` or ``(H, W, C)`` arrays (uint8, uint16 or float), any size each.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (tiled models: tiles per forward pass).
         min_area: regions with fewer pixels are left out of ``DLResult.regions``.
         rois: per image, its region of interest ``(row1, col1, row2, col2)`` when the model
             crops (``crop_domain``); ``None`` entries (or no list) take the bundle's
             ``domain_roi``. Ignored under ``full_domain``.
+        tile_overlap: tiled models: fraction of a tile shared by neighbouring tiles, [0, 1).
 
     Returns:
         one :class:`DLResult` per image, at that image's own size.
@@ -184,12 +231,28 @@ def apply_model(
         SegcoreError: an image of another bit depth than the training images, under a
             normalization that defines no conversion (see :mod:`segcore.infer.depth`);
             a conversion that is defined is done, with a warning.
+        ParamsError: a ``tile_overlap`` that never moves the window.
     """
     param = model.preprocess
     if rois is not None and len(rois) != len(images):
         raise ValueError(f"{len(rois)} regions of interest for {len(images)} images")
     given = list(rois) if rois is not None else [None] * len(images)
     crops = [roi_of(param, roi) for roi in given]
+    if model.tiled:
+        return [
+            to_result(
+                model.window_probabilities(
+                    preprocess_whole_image(_matched(image, model.config, i), param, roi),
+                    tile_overlap,
+                    batch_size,
+                ),
+                image.shape[:2],
+                model.config,
+                roi,
+                min_area,
+            )
+            for i, (image, roi) in enumerate(zip(images, crops, strict=True))
+        ]
     results: list[DLResult] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -265,73 +328,6 @@ def to_result(
     confidence[r1 : r2 + 1, c1 : c2 + 1] = np.clip(conf, 0.0, 1.0)
     regions = find_regions(seg, confidence, config, min_area) if with_regions else []
     return DLResult(seg, confidence, regions)
-
-
-REGION_COLUMNS = (
-    "class_id",
-    "class_name",
-    "area",
-    "row1",
-    "col1",
-    "row2",
-    "col2",
-    "centroid_row",
-    "centroid_col",
-    "mean_confidence",
-)
-"""Columns of :func:`region_columns` (bounding box inclusive, centroid as row / column)."""
-
-
-def region_columns(
-    segmentation: np.ndarray,
-    confidence: np.ndarray,
-    config: BundleConfig,
-    min_area: int = 1,
-) -> dict[str, np.ndarray]:
-    """Connected components (8-neighbourhood) of every class, as columns (one entry each).
-
-    Ordered by class index, then by area (largest first). Vectorised: a noisy result
-    with thousands of specks costs milliseconds.
-
-    Args:
-        segmentation: ``(H, W)`` class ids.
-        confidence: ``(H, W)`` float32 confidences (for each region's mean).
-        min_area: regions with fewer pixels are dropped.
-
-    Returns:
-        :data:`REGION_COLUMNS` -> 1-D arrays of equal length.
-    """
-    parts: list[dict[str, np.ndarray]] = []
-    flat_conf = confidence.ravel().astype(np.float64)
-    for class_id, name in zip(config.class_ids, config.class_names, strict=True):
-        mask = (segmentation == class_id).view(np.uint8)
-        if not mask.any():
-            continue
-        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        sums = np.bincount(labels.ravel(), weights=flat_conf, minlength=n)[1:]
-        stats, centroids = stats[1:], centroids[1:]
-        area = stats[:, cv2.CC_STAT_AREA]
-        keep = np.flatnonzero(area >= min_area)
-        keep = keep[np.argsort(-area[keep], kind="stable")]
-        x, y = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
-        parts.append(
-            {
-                "class_id": np.full(len(keep), class_id, dtype=np.int32),
-                "class_name": np.full(len(keep), name, dtype=object),
-                "area": area[keep].astype(np.int64),
-                "row1": y.astype(np.int32),
-                "col1": x.astype(np.int32),
-                "row2": (y + stats[keep, cv2.CC_STAT_HEIGHT] - 1).astype(np.int32),
-                "col2": (x + stats[keep, cv2.CC_STAT_WIDTH] - 1).astype(np.int32),
-                "centroid_row": centroids[keep, 1],
-                "centroid_col": centroids[keep, 0],
-                "mean_confidence": sums[keep] / area[keep],
-            }
-        )
-    if not parts:
-        empty = {"class_id": np.int32, "class_name": object, "area": np.int64}
-        return {c: np.zeros(0, dtype=empty.get(c, np.float64)) for c in REGION_COLUMNS}
-    return {c: np.concatenate([p[c] for p in parts]) for c in REGION_COLUMNS}
 
 
 def find_regions(

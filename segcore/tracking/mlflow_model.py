@@ -14,7 +14,8 @@ bytes; any size and channel count). Over HTTP the bytes are base64 text::
 Output: one row per image: ``segmentation_image`` (base64 PNG of the class ids at the
 input's size; 16-bit when an id exceeds 255), ``mean_confidence``, ``pixels_<class>`` per
 class, and ``regions`` (JSON list of connected regions: class, area, bbox, mean
-confidence). Parameter ``min_area`` (default 1) drops smaller regions.
+confidence). Parameter ``min_area`` (default 1) drops smaller regions; ``tile_overlap``
+(default 0.25) is the overlap of neighbouring tiles for tiled models (sliding window).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from segcore.common.constants import DEFAULT_TILE_OVERLAP
 from segcore.model.config import read_bundle_config
 
 IMAGE_COLUMN = "image"
@@ -75,7 +77,12 @@ def model_signature(class_names: list[str]) -> Any:
             ]
         ),
         outputs=Schema(outputs),
-        params=ParamSchema([ParamSpec("min_area", DataType.long, 1)]),
+        params=ParamSchema(
+            [
+                ParamSpec("min_area", DataType.long, 1),
+                ParamSpec("tile_overlap", DataType.double, DEFAULT_TILE_OVERLAP),
+            ]
+        ),
     )
 
 
