@@ -291,6 +291,22 @@ def outside_class(config: BundleConfig) -> int:
     return next((c for c in config.class_ids if c not in ignore), config.class_ids[0])
 
 
+def class_map(probs: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and their probabilities at ``size``: ``(K, h, w)`` probabilities are
+    resized bilinearly to ``size = (H, W)`` (when it differs), then the argmax is taken.
+
+    Returns:
+        ``(H, W)`` int64 class indices and ``(H, W)`` float32 probabilities of them.
+    """
+    hwk = np.ascontiguousarray(probs.transpose(1, 2, 0))
+    if hwk.shape[:2] != tuple(size):
+        hwk = cv2.resize(hwk, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        if hwk.ndim == 2:  # cv2 drops a single channel
+            hwk = hwk[:, :, None]
+    index = hwk.argmax(axis=2)
+    return index, np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
+
+
 def to_result(
     probs: np.ndarray,
     size: tuple[int, int],
@@ -314,13 +330,7 @@ def to_result(
     height, width = size
     r1, c1, r2, c2 = roi if roi is not None else (0, 0, height - 1, width - 1)
     r2, c2 = min(r2, height - 1), min(c2, width - 1)
-    hwk = np.ascontiguousarray(probs.transpose(1, 2, 0))
-    if hwk.shape[:2] != (r2 - r1 + 1, c2 - c1 + 1):
-        hwk = cv2.resize(hwk, (c2 - c1 + 1, r2 - r1 + 1), interpolation=cv2.INTER_LINEAR)
-        if hwk.ndim == 2:  # cv2 drops a single channel
-            hwk = hwk[:, :, None]
-    index = hwk.argmax(axis=2)
-    conf = np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
+    index, conf = class_map(probs, (r2 - r1 + 1, c2 - c1 + 1))
     ids = np.asarray(config.class_ids, dtype=np.uint16)
     seg = np.full((height, width), outside_class(config), dtype=np.uint16)
     confidence = np.zeros((height, width), dtype=np.float32)
