@@ -122,6 +122,26 @@ def test_tiled_model_is_measured_on_the_original_labels_by_default(tmp_path: Pat
     )
 
 
+def test_report_predicts_more_worst_samples_the_same_way(tmp_path: Path) -> None:
+    """Worst samples the evaluation did not keep are predicted again by the report, with
+    the same sliding window and at the same resolution."""
+    path = write_dataset(tmp_path, TILED, (HEIGHT, WIDTH))
+    model = threshold_model(TILED)
+    kept = evaluate_model(model, path, keep_worst=2, tile_overlap=0.5)
+    result = evaluate_model(model, path, keep_worst=0, tile_overlap=0.5)
+    assert not result.worst
+    write_evaluation_report(result, path, tmp_path / "reports", worst_k=2, model=model)
+    assert (tmp_path / "reports" / "worst_samples.png").is_file()
+    from segcore.evaluate.report import _worst_samples
+
+    again = _worst_samples(result, path, 2, model)
+    assert [s.image_id for s in again] == [s.image_id for s in kept.worst]
+    for a, b in zip(again, kept.worst, strict=True):
+        assert a.label.shape == (HEIGHT, WIDTH)
+        np.testing.assert_array_equal(a.label, b.label)
+        np.testing.assert_array_equal(a.prediction, b.prediction)
+
+
 def test_resize_model_offers_both_resolutions(tmp_path: Path) -> None:
     path = write_dataset(tmp_path, RESIZED, (16, 16))
     model = threshold_model(RESIZED)
