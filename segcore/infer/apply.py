@@ -357,16 +357,9 @@ def find_regions(
         the regions, ordered by class index, then by area (largest first).
     """
     cols = region_columns(segmentation, confidence, config, min_area)
+    # Python scalars in one conversion per column: a noisy result has many thousand regions.
+    lists = [cols[c].tolist() for c in REGION_COLUMNS]
     return [
-        Region(
-            class_id=int(cid),
-            class_name=str(name),
-            area=int(area),
-            bbox=(int(r1), int(c1), int(r2), int(c2)),
-            centroid=(float(cr), float(cc)),
-            mean_confidence=float(mc),
-        )
-        for cid, name, area, r1, c1, r2, c2, cr, cc, mc in zip(
-            *(cols[c] for c in REGION_COLUMNS), strict=True
-        )
+        Region(cid, str(name), area, (r1, c1, r2, c2), (cr, cc), mc)
+        for cid, name, area, r1, c1, r2, c2, cr, cc, mc in zip(*lists, strict=True)
     ]
