@@ -70,7 +70,17 @@ class OriginalLabels:
 
     @classmethod
     def of(cls, dataset: DLDataset, model: SegModel) -> OriginalLabels:
-        """For ``dataset``, with its preprocessing parameters (else the model's)."""
+        """For ``dataset``, with its preprocessing parameters (else the model's).
+
+        Raises:
+            DatasetError: the dataset table does not name the label files.
+        """
+        if COL_LABEL_FILE not in dataset.samples:
+            raise DatasetError(
+                f"the dataset table has no {COL_LABEL_FILE} column, so the original label "
+                "files are unknown; evaluate a table made by `segcore dataset` / `segcore "
+                "preprocess`, or set evaluate.resolution: network"
+            )
         param = dataset.preprocess_param or model.config.preprocess_param
         return cls(Path(dataset.segmentation_dir), PreprocessParams.model_validate(param))
 

@@ -170,6 +170,15 @@ def test_missing_original_label_file_is_named(tmp_path: Path) -> None:
         evaluate_model(threshold_model(RESIZED), path, resolution="original")
 
 
+def test_table_without_label_files_is_refused_at_original_resolution(tmp_path: Path) -> None:
+    path = write_dataset(tmp_path, RESIZED, (16, 16))
+    ds = DLDataset.load(path)
+    ds.with_samples(ds.samples.drop(columns=["segmentation_file_name"])).save(path)
+    with pytest.raises(DatasetError, match="no segmentation_file_name column"):
+        evaluate_model(threshold_model(RESIZED), path, resolution="original")
+    assert evaluate_model(threshold_model(RESIZED), path).resolution == "network"
+
+
 def test_bad_resolution_and_overlap_are_refused(tmp_path: Path) -> None:
     path = write_dataset(tmp_path, TILED, (HEIGHT, WIDTH))
     with pytest.raises(ParamsError, match=r"evaluate\.resolution"):
