@@ -133,20 +133,29 @@ def test_segcore_infer_refuses_an_overlap_of_a_whole_tile(tmp_path: Path) -> Non
     assert not out.exists()
 
 
-def test_served_tiled_model_answers_at_the_images_size(tmp_path: Path, mlflow_uri: str) -> None:
+def test_served_tiled_model_answers_at_the_images_size(
+    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    from segcore.tracking.mlflow_model import log_pyfunc_model
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    from segcore.params import Params, TrackingParams
+    from segcore.tracking import run as tracking
 
     bundle = make_tiled_bundle(tmp_path / "bundle", scale=0.5)
+    params = Params().model_copy(
+        update={
+            "tracking": TrackingParams(tracking_uri=mlflow_uri, experiment_name="test-tiled-serve")
+        }
+    )
+    with tracking.start_run(params, tmp_path) as run:
+        run.log_model(bundle)
     mlflow.set_tracking_uri(mlflow_uri)
     try:
-        mlflow.set_experiment("test-tiled-serve")
-        with mlflow.start_run():
-            uri = log_pyfunc_model(bundle, name="model")
-        served = mlflow.pyfunc.load_model(uri)
+        served = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
     finally:
         mlflow.set_tracking_uri(None)
     image = np.random.default_rng(3).integers(0, 256, (75, 110, 3), dtype=np.uint8)
