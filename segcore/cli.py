@@ -333,6 +333,7 @@ def infer(
         min_area=p.min_area,
         workers=p.workers or None,
         max_image_pixels=p.max_image_pixels,
+        tile_overlap=p.tile_overlap,
     )
     out.print(summary.render(), highlight=False)
     if not summary.ok:

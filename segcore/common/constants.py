@@ -20,7 +20,14 @@ NormalizationType = Literal["none", "first_channel", "all_channels", "constant_v
 
 # Domain handling.
 CROP_DOMAIN: Final = "crop_domain"
+FULL_DOMAIN: Final = "full_domain"
 DomainHandling = Literal["full_domain", "crop_domain"]
+
+# Image modes (preprocess.param.mode): HALCON's whole resized images, or tiles at native size.
+MODE_RESIZE: Final = "resize"
+MODE_TILED: Final = "tiled"
+DEFAULT_TILE_OVERLAP: Final = 0.25
+"""Default overlap of neighbouring tiles in sliding-window inference, a fraction of the tile."""
 
 # Solvers.
 SolverType = Literal["sgd", "adam"]

@@ -1,7 +1,9 @@
 """Evaluation of a model on one split of the preprocessed dataset (HALCON: evaluate_dl_model).
 
 Predictions are compared with the preprocessed label images at network resolution, as
-HALCON does on preprocessed samples. Every pixel of the split is counted into one
+HALCON does on preprocessed samples, or with the original label files at their own size
+(``evaluate.resolution``; the default for tiled models, see
+:mod:`segcore.evaluate.resolution`). Every pixel of the split is counted into one
 ``(K, K)`` confusion matrix (rows predicted class, columns ground truth; ignore-class
 pixels and unknown label values removed), and every measure is derived from it with
 :mod:`segcore.evaluate.metrics` — never averaged per batch. A per-image mean IoU ranks the
@@ -24,7 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segcore.common.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_SAMPLE_FILE
+from segcore.common.constants import (
+    COL_IMAGE_FILE,
+    COL_IMAGE_ID,
+    COL_SAMPLE_FILE,
+    DEFAULT_TILE_OVERLAP,
+    MODE_RESIZE,
+    MODE_TILED,
+)
 from segcore.common.errors import DatasetError, ParamsError, Problems
 from segcore.common.progress import track
 from segcore.data.dldataset import DLDataset
@@ -43,8 +52,18 @@ from segcore.evaluate.metrics import (
     pixel_accuracy,
     resolve_measures,
 )
+from segcore.evaluate.resolution import (
+    AUTO,
+    NETWORK,
+    ORIGINAL,
+    Batch,
+    Counted,
+    Predictor,
+    display_copy,
+)
 from segcore.infer.apply import SegModel, load_model
 from segcore.infer.decide import DecisionRules
+from segcore.infer.tiling import check_overlap
 
 _PREPROCESS_KEYS_THAT_MUST_MATCH = (
     "image_width",
@@ -59,13 +78,14 @@ _PREPROCESS_KEYS_THAT_MUST_MATCH = (
 
 @dataclass
 class EvaluatedSample:
-    """One evaluated sample at network resolution, kept for display.
+    """One evaluated sample at the evaluated resolution, kept for display (shrunk to at most
+    :data:`~segcore.evaluate.resolution.DISPLAY_SIDE` pixels).
 
     Attributes:
         image_id: the dataset's ``image_id``.
         name: the image file name (or the sample file name).
         mean_iou: mean IoU over the classes present in its ground truth.
-        image: ``(C, H, W)`` float32 network input.
+        image: ``(C, H, W)`` float32 network input (resized to the label's size).
         label: ``(H, W)`` uint16 ground-truth class ids.
         prediction: ``(H, W)`` uint16 predicted class ids.
         confidence: ``(H, W)`` float32 probability of the predicted class.
@@ -104,6 +124,8 @@ class EvaluationResult:
             (:func:`segcore.evaluate.decisions.decision_measures`).
         escapes / false_rejects: such samples (at most :data:`MAX_PANELS` each), for the
             report.
+        resolution: ``network`` (preprocessed labels) or ``original`` (original label files).
+        tile_overlap: the sliding window's overlap (tiled models).
     """
 
     split: str
@@ -120,6 +142,8 @@ class EvaluationResult:
     decision_measures: dict[str, Any] = field(default_factory=dict)
     escapes: list[EvaluatedSample] = field(default_factory=list)
     false_rejects: list[EvaluatedSample] = field(default_factory=list)
+    resolution: str = NETWORK
+    tile_overlap: float = DEFAULT_TILE_OVERLAP
 
     @property
     def num_images(self) -> int:
@@ -136,7 +160,10 @@ class EvaluationResult:
 
     def render(self) -> str:
         """A few lines for the terminal."""
-        head = f"Evaluation on {self.num_images} {self.split} images ({self.seconds:.1f} s):"
+        head = (
+            f"Evaluation on {self.num_images} {self.split} images at {self.resolution} "
+            f"resolution ({self.seconds:.1f} s):"
+        )
         lines = [head] + [f"  {k}: {v:.4f}" for k, v in self.scalar_measures().items()]
         for measure in ("class_iou", "class_pixel_accuracy"):
             if measure in self.measures:
@@ -164,6 +191,8 @@ def evaluate_model(
     batch_size: int = 8,
     device: str = "auto",
     keep_worst: int = 6,
+    resolution: str = AUTO,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
 ) -> EvaluationResult:
     """Evaluate a model on one split of a preprocessed dataset (HALCON: evaluate_dl_model).
 
@@ -172,14 +201,18 @@ def evaluate_model(
         dataset: the preprocessed dataset (or its Parquet file).
         split: ``train``, ``validation`` or ``test``.
         measures: measure names (see :data:`segcore.evaluate.metrics.ALL_MEASURES`); ``all`` is every one.
-        batch_size: samples per forward pass.
+        batch_size: samples per forward pass (tiled models: tiles per forward pass).
         device: for a bundle: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         keep_worst: how many of the lowest-ranked samples to keep for display.
+        resolution: ``network``, ``original`` or ``auto`` (see
+            :mod:`segcore.evaluate.resolution`).
+        tile_overlap: tiled models: fraction of a tile shared by neighbouring tiles, [0, 1).
 
     Raises:
-        DatasetError: the dataset is not preprocessed, the split is empty, or the dataset's
-            classes or preprocessing differ from the model's.
-        ParamsError: an unknown measure name.
+        DatasetError: the dataset is not preprocessed, the split is empty, the dataset's
+            classes or preprocessing differ from the model's, or (original resolution) a
+            label file is missing.
+        ParamsError: an unknown measure name or resolution, an overlap of a whole tile.
     """
     names = _measure_names(measures)
     ds = dataset if isinstance(dataset, DLDataset) else DLDataset.load(dataset)
@@ -195,12 +228,22 @@ def evaluate_model(
         | set((ds.preprocess_param or {}).get("ignore_class_ids", []))
     )
     class_ids = list(model.config.class_ids)
+    predictor = Predictor.of(model, ds, resolution, batch_size, tile_overlap)
+    if model.tiled:
+        tile = (model.preprocess.image_height, model.preprocess.image_width)
+        check_overlap(tile_overlap, tile, "evaluate.tile_overlap")
     start = time.perf_counter()
     tally = _Tally(class_ids, ignore, keep_worst, rules, ds.preprocess_param)
-    batches = _batches(ds, samples, batch_size)
-    for batch in track(batches, f"Evaluating {split}", total=-(-len(samples) // batch_size)):
-        tally.add_batch(model, batch)
-    return tally.result(split, names, list(model.config.class_names), start)
+    tally.original = predictor.resolution == ORIGINAL
+    per_batch = predictor.samples_per_batch
+    batches = _batches(ds, samples, per_batch)
+    label = f"Evaluating {split} ({predictor.resolution} resolution)"
+    for batch in track(batches, label, total=-(-len(samples) // per_batch)):
+        for (row, _), counted in zip(batch, predictor.run(batch), strict=True):
+            tally.add(row, counted)
+    result = tally.result(split, names, list(model.config.class_names), start)
+    result.resolution, result.tile_overlap = predictor.resolution, tile_overlap
+    return result
 
 
 def _measure_names(measures: Sequence[str]) -> list[str]:
@@ -240,6 +283,8 @@ class _Tally:
     decisions: list[ImageDecision] = field(default_factory=list)
     escapes: list[EvaluatedSample] = field(default_factory=list)
     false_rejects: list[EvaluatedSample] = field(default_factory=list)
+    original: bool = False
+    """Predictions are compared at the original label size (else the network's)."""
     total: np.ndarray = field(init=False)
     """``(K, K)`` int64 pixel counts of every sample so far."""
     ids: np.ndarray = field(init=False)
@@ -253,35 +298,26 @@ class _Tally:
         self.total = np.zeros((k, k), dtype=np.int64)
         self.ids = np.asarray(self.class_ids, dtype=np.uint16)
 
-    def add_batch(
-        self, model: SegModel, batch: list[tuple[dict[str, Any], dict[str, np.ndarray]]]
-    ) -> None:
-        """Predict one batch and count each of its samples."""
-        images = np.stack([s["image"] for _, s in batch])
-        pred, conf = model.predict(images)
-        for (row, sample), p, c in zip(batch, pred, conf, strict=True):
-            target = label_to_index(sample["label"], self.class_ids, self.ignore)
-            m = confusion_matrix_np(p, target, len(self.class_ids))
-            self.add(row, sample, m, p, c)
-
-    def add(
-        self,
-        row: dict[str, Any],
-        sample: dict[str, np.ndarray],
-        m: np.ndarray,
-        p: np.ndarray,
-        c: np.ndarray,
-    ) -> None:
-        """Count one sample from its ``(K, K)`` matrix and ``(H, W)`` classes and confidences."""
+    def add(self, row: dict[str, Any], counted: Counted) -> None:
+        """Count one sample's prediction against its ground truth."""
+        target = label_to_index(counted.label, self.class_ids, self.ignore)
+        m = confusion_matrix_np(counted.prediction, target, len(self.class_ids))
         self.total += m
-        counted = int(m.sum())
-        miou = mean_iou(m) if counted else float("nan")
+        pixels = int(m.sum())
+        miou = mean_iou(m) if pixels else float("nan")
         name = str(row.get(COL_IMAGE_FILE, row[COL_SAMPLE_FILE]))
         image_id = int(row.get(COL_IMAGE_ID, len(self.rows)))
-        pred = self.ids[p]
-        scale = input_scale(row, pred.shape, self.preprocess_param)
+        pred = self.ids[counted.prediction]
+        # Rules count pixels of the input image: the original labels are at its size.
+        scale = 1.0 if self.original else input_scale(row, pred.shape, self.preprocess_param)
         decision = judge_image(
-            pred, c, sample["label"], self.rules, scale=scale, image_id=image_id, name=name
+            pred,
+            counted.confidence,
+            counted.label,
+            self.rules,
+            scale=scale,
+            image_id=image_id,
+            name=name,
         )
         self.decisions.append(decision)
         self.rows.append(
@@ -289,21 +325,23 @@ class _Tally:
                 "image_id": image_id,
                 "name": name,
                 "mean_iou": miou,
-                "pixel_accuracy": pixel_accuracy(m) if counted else float("nan"),
-                "pixels": counted,
+                "pixel_accuracy": pixel_accuracy(m) if pixels else float("nan"),
+                "pixels": pixels,
                 "truth": "NG" if decision.defective else "OK",
                 "verdict": decision.verdict.label,
                 "outcome": decision.outcome,
                 "fired": decision.verdict.describe(),
             }
         )
-        kept = EvaluatedSample(
-            image_id, name, miou, sample["image"], sample["label"], pred, c.astype(np.float32)
-        )
         panels = {"escape": self.escapes, "false_reject": self.false_rejects}.get(decision.outcome)
-        if panels is not None and len(panels) < MAX_PANELS:
+        keep_panel = panels is not None and len(panels) < MAX_PANELS
+        keep_worst = self.keep_worst > 0 and pixels
+        if not (keep_panel or keep_worst):
+            return
+        kept = EvaluatedSample(image_id, name, miou, *display_copy(counted, self.ids))
+        if keep_panel:
             panels.append(kept)
-        if self.keep_worst > 0 and counted:
+        if keep_worst:
             self._keep((-miou, -len(self.rows), kept))
 
     def _keep(self, entry: tuple[float, int, EvaluatedSample]) -> None:
@@ -350,6 +388,17 @@ def _check(ds: DLDataset, model: SegModel, split: str) -> pd.DataFrame:
         )
     theirs = ds.preprocess_param or {}
     ours = model.config.preprocess_param or {}
+    mode = (theirs.get("mode", MODE_RESIZE), ours.get("mode", MODE_RESIZE))
+    if mode[0] != mode[1]:
+        problems.add(
+            f"preprocess_param mode: dataset has {mode[0]!r}, the model expects {mode[1]!r}; "
+            "preprocess the data with the model's parameters"
+        )
+    elif mode[0] == MODE_TILED and theirs.get("scale", 1.0) != ours.get("scale", 1.0):
+        problems.add(
+            f"preprocess_param scale: dataset has {theirs.get('scale', 1.0)!r}, the model "
+            f"expects {ours.get('scale', 1.0)!r}; preprocess the data with the model's parameters"
+        )
     for key in _PREPROCESS_KEYS_THAT_MUST_MATCH:
         if key in theirs and key in ours and theirs[key] != ours[key]:
             problems.add(
@@ -367,12 +416,10 @@ def _check(ds: DLDataset, model: SegModel, split: str) -> pd.DataFrame:
     return samples
 
 
-def _batches(
-    ds: DLDataset, samples: pd.DataFrame, batch_size: int
-) -> Iterator[list[tuple[dict[str, Any], dict[str, np.ndarray]]]]:
+def _batches(ds: DLDataset, samples: pd.DataFrame, batch_size: int) -> Iterator[Batch]:
     """Batches of ``(table row, loaded sample)``; a new batch starts when the size changes."""
     assert ds.sample_dir is not None
-    batch: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+    batch: Batch = []
     for row in samples.to_dict("records"):
         sample = load_sample(Path(ds.sample_dir) / row[COL_SAMPLE_FILE])
         if batch and (

@@ -3,11 +3,12 @@
 :func:`write_evaluation_report` writes into the report folder:
 
 - ``metrics.json``: the scalar measures plus ``class_iou`` / ``class_pixel_accuracy`` as
-  ``{class name: value}`` (-1: no ground truth) and ``num_images``, and the decision's
+  ``{class name: value}`` (-1: no ground truth), ``num_images``, ``resolution``
+  (``network`` or ``original``: where predictions met the labels), and the decision's
   image- and region-level measures (``escape_rate``, ``false_reject_rate``,
   ``image_confusion.ng_as_ok``, ``region_recall.crack``, ``false_alarm_regions``, ...;
-  :mod:`segcore.evaluate.decisions`); numbers only, so ``dvc metrics show`` lists them as
-  ``mean_iou``, ``class_iou.crack``, ...
+  :mod:`segcore.evaluate.decisions`); ``dvc metrics show`` lists them as ``mean_iou``,
+  ``class_iou.crack``, ...
 - ``confusion_matrix.csv`` (rows predicted, columns ground truth), ``class_measures.csv``,
   ``per_image.csv`` (every image, worst mean IoU first);
 - ``escapes.png`` and ``false_rejects.png`` (the images the decision got wrong, shown
@@ -48,6 +49,7 @@ from segcore.evaluate.report_decisions import (
     region_columns,
     rules_note,
 )
+from segcore.evaluate.resolution import Predictor, display_copy
 from segcore.infer.apply import SegModel
 
 
@@ -59,6 +61,7 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
             out[measure] = result.per_class(measure)
     out["num_images"] = result.num_images
     out.update(result.decision_measures)
+    out["resolution"] = result.resolution
     return out
 
 
@@ -187,7 +190,7 @@ def _plot_worst(
         (
             "worst_samples.png",
             f"The {len(samples)} worst samples",
-            "Ranked by per-image mean IoU at network resolution.",
+            f"Ranked by per-image mean IoU at {result.resolution} resolution.",
         )
     ]
 
@@ -231,22 +234,28 @@ def _worst_samples(
     rows = evaluated.sort_values("mean_iou", kind="stable").head(wanted)
     by_id = ds.samples.set_index("image_id")
     ids = np.asarray(result.class_ids, dtype=np.uint16)
+    predictor = Predictor.of(model, ds, result.resolution, tile_overlap=result.tile_overlap)
     out = []
     for row in rows.itertuples():
-        sample = load_sample(Path(ds.sample_dir) / by_id.loc[row.image_id, COL_SAMPLE_FILE])
-        pred, conf = model.predict(sample["image"][None])
+        table_row = {"image_id": row.image_id, **by_id.loc[row.image_id].to_dict()}
+        sample = load_sample(Path(ds.sample_dir) / table_row[COL_SAMPLE_FILE])
+        (counted,) = predictor.run([(table_row, sample)])
         out.append(
             EvaluatedSample(
-                int(row.image_id),
-                str(row.name),
-                float(row.mean_iou),
-                sample["image"],
-                sample["label"],
-                ids[pred[0]],
-                conf[0],
+                int(row.image_id), str(row.name), float(row.mean_iou), *display_copy(counted, ids)
             )
         )
     return out
+
+
+def _resolution_note(result: EvaluationResult) -> str:
+    """One sentence: where predictions met the labels."""
+    if result.resolution == "original":
+        return (
+            "Measured at original resolution: predictions resized to each original label "
+            "image's own size, as segcore infer delivers them."
+        )
+    return "Measured at network resolution: predictions against the preprocessed labels."
 
 
 def _fmt(v: Any) -> str:
@@ -298,6 +307,7 @@ def _html(
         f"{html.escape(str(result.ignore_class_ids or 'none'))}. Measures as HALCON's "
         "evaluate_dl_model, from one confusion matrix over all pixels; -1 / "
         "'no ground truth' marks classes without ground-truth pixels.</p>",
+        f"<p><strong>{html.escape(_resolution_note(result))}</strong></p>",
         "<h2>Decisions (OK / NG per image)</h2>",
         f"<p class='note'>{html.escape(rules_note(result))}</p>",
         _html_table(["measure", "value"], decision_rows(result)),
@@ -339,6 +349,7 @@ def _markdown(
         f"# Evaluation on the {result.split} split",
         f"{result.num_images} images, {result.seconds:.1f} s. Ignore classes: "
         f"{result.ignore_class_ids or 'none'}.",
+        f"**{_resolution_note(result)}**",
         "## Decisions (OK / NG per image)",
         rules_note(result),
         _md_table(["measure", "value"], decision_rows(result)),

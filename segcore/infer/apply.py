@@ -8,8 +8,10 @@ on images of any size and type and returns one :class:`DLResult` per image:
 Images go through :func:`segcore.preprocess.transforms.preprocess_samples` /
 :func:`~segcore.preprocess.transforms.preprocess_image`, the same code that prepared the training
 data. Class probabilities are resized bilinearly from network resolution to the input's
-size before the argmax, so borders stay smooth on large images. Folders of files are
-handled by :func:`segcore.infer.files.run_inference`.
+size before the argmax, so borders stay smooth on large images. Tiled models
+(``preprocess.param.mode: tiled``) see the whole image at its native size times ``scale``
+through overlapping tiles whose probabilities are blended (:mod:`segcore.infer.tiling`).
+Folders of files are handled by :func:`segcore.infer.files.run_inference`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from segcore.common.constants import AUTO, FP32, PRECISIONS
+from segcore.common.constants import AUTO, FP32, MODE_TILED, PRECISIONS
 from segcore.common.device import resolve_device
 from segcore.common.errors import ParamsError
 from segcore.common.precision import ResolvedPrecision, resolve_precision
@@ -40,6 +42,7 @@ from segcore.infer.components import (
 from segcore.infer.decide import DecisionRules, Verdict, decide, rules_for
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.onnx import open_session
+from segcore.infer.tiling import DEFAULT_TILE_OVERLAP, preprocess_whole_image, sliding_window
 from segcore.model.bundle import BundleConfig, load_bundle, read_bundle_config
 from segcore.model.outputs import ignore_indices, masked_probabilities
 from segcore.params import DecisionParams, PreprocessParams
@@ -136,6 +139,44 @@ class SegModel:
             return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
         return self._torch_probabilities(batch).cpu().numpy()
 
+    @property
+    def tiled(self) -> bool:
+        """Whether the network sees tiles of whole images (``mode: tiled``) rather than
+        whole resized images."""
+        return self.config.preprocess_param.get("mode") == MODE_TILED
+
+    def tile_probabilities(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` -> ``(N, K, h, w)`` float32 probabilities as a tensor (torch: on
+        the model's device; ONNX: on the CPU)."""
+        if self.session is not None:
+            x = np.ascontiguousarray(tiles.cpu().numpy(), np.float32)
+            return torch.from_numpy(self.session.run(None, {"image": x})[0])
+        return self._module_probabilities(tiles.to(self.device))
+
+    def window_probabilities(
+        self,
+        image: np.ndarray,
+        overlap: float = DEFAULT_TILE_OVERLAP,
+        batch_size: int = 8,
+        name: str = "infer.tile_overlap",
+    ) -> np.ndarray:
+        """A tiled model on a whole preprocessed image: ``(C, H, W)`` -> ``(K, H, W)``
+        float32 probabilities blended from overlapping tiles (see :mod:`segcore.infer.tiling`;
+        ``name`` is the overlap's parameter in error messages)."""
+        param = self.preprocess
+        device = self.device if self.module is not None else torch.device("cpu")
+        x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(device)
+        with torch.inference_mode():
+            probs = sliding_window(
+                x,
+                (param.image_height, param.image_width),
+                self.tile_probabilities,
+                overlap=overlap,
+                batch_size=batch_size,
+                name=name,
+            )
+        return probs.cpu().numpy()
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(N, C, H, W)`` -> class indices ``(N, H, W)`` int64 and confidence ``(N, H, W)`` f32."""
         if self.session is not None:
@@ -145,8 +186,12 @@ class SegModel:
         return idx.cpu().numpy(), conf.cpu().numpy()
 
     def _torch_probabilities(self, batch: np.ndarray) -> torch.Tensor:
-        assert self.module is not None
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        return self._module_probabilities(x)
+
+    def _module_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """The torch module on a batch on its device, in the model's precision; float32."""
+        assert self.module is not None
         if self.precision.mixed:  # oneDNN's bf16 convolutions want channels-last
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -208,17 +253,19 @@ def apply_model(
     batch_size: int = 8,
     min_area: int = 1,
     rois: Sequence[Roi | None] | None = None,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
 ) -> list[DLResult]:
     """Segment images (HALCON: apply_dl_model on samples made from images).
 
     Args:
         model: from :func:`load_model`.
         images: ``(H, W)`` or ``(H, W, C)`` arrays (uint8, uint16 or float), any size each.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (tiled models: tiles per forward pass).
         min_area: regions with fewer pixels are left out of ``DLResult.regions``.
         rois: per image, its region of interest ``(row1, col1, row2, col2)`` when the model
             crops (``crop_domain``); ``None`` entries (or no list) take the bundle's
             ``domain_roi``. Ignored under ``full_domain``.
+        tile_overlap: tiled models: fraction of a tile shared by neighbouring tiles, [0, 1).
 
     Returns:
         one :class:`DLResult` per image, at that image's own size.
@@ -227,12 +274,28 @@ def apply_model(
         SegcoreError: an image of another bit depth than the training images, under a
             normalization that defines no conversion (see :mod:`segcore.infer.depth`);
             a conversion that is defined is done, with a warning.
+        ParamsError: a ``tile_overlap`` that never moves the window.
     """
     param = model.preprocess
     if rois is not None and len(rois) != len(images):
         raise ValueError(f"{len(rois)} regions of interest for {len(images)} images")
     given = list(rois) if rois is not None else [None] * len(images)
     crops = [roi_of(param, roi) for roi in given]
+    if model.tiled:
+        return [
+            to_result(
+                model.window_probabilities(
+                    preprocess_whole_image(_matched(image, model.config, i), param, roi),
+                    tile_overlap,
+                    batch_size,
+                ),
+                image.shape[:2],
+                model.config,
+                roi,
+                min_area,
+            )
+            for i, (image, roi) in enumerate(zip(images, crops, strict=True))
+        ]
     results: list[DLResult] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -271,6 +334,22 @@ def outside_class(config: BundleConfig) -> int:
     return next((c for c in config.class_ids if c not in ignore), config.class_ids[0])
 
 
+def class_map(probs: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and their probabilities at ``size``: ``(K, h, w)`` probabilities are
+    resized bilinearly to ``size = (H, W)`` (when it differs), then the argmax is taken.
+
+    Returns:
+        ``(H, W)`` int64 class indices and ``(H, W)`` float32 probabilities of them.
+    """
+    hwk = np.ascontiguousarray(probs.transpose(1, 2, 0))
+    if hwk.shape[:2] != tuple(size):
+        hwk = cv2.resize(hwk, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        if hwk.ndim == 2:  # cv2 drops a single channel
+            hwk = hwk[:, :, None]
+    index = hwk.argmax(axis=2)
+    return index, np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
+
+
 def to_result(
     probs: np.ndarray,
     size: tuple[int, int],
@@ -296,13 +375,7 @@ def to_result(
     height, width = size
     r1, c1, r2, c2 = roi if roi is not None else (0, 0, height - 1, width - 1)
     r2, c2 = min(r2, height - 1), min(c2, width - 1)
-    hwk = np.ascontiguousarray(probs.transpose(1, 2, 0))
-    if hwk.shape[:2] != (r2 - r1 + 1, c2 - c1 + 1):
-        hwk = cv2.resize(hwk, (c2 - c1 + 1, r2 - r1 + 1), interpolation=cv2.INTER_LINEAR)
-        if hwk.ndim == 2:  # cv2 drops a single channel
-            hwk = hwk[:, :, None]
-    index = hwk.argmax(axis=2)
-    conf = np.take_along_axis(hwk, index[:, :, None], axis=2)[:, :, 0]
+    index, conf = class_map(probs, (r2 - r1 + 1, c2 - c1 + 1))
     ids = np.asarray(config.class_ids, dtype=np.uint16)
     seg = np.full((height, width), outside_class(config), dtype=np.uint16)
     confidence = np.zeros((height, width), dtype=np.float32)

@@ -134,18 +134,9 @@ def regions_from(
     """
     fire = np.zeros(len(cols["area"]), dtype=bool) if fires is None else np.asarray(fires)
     keep = cols["area"] >= min_area
+    # Python scalars in one conversion per column: a noisy result has many thousand regions.
+    lists = [cols[c][keep].tolist() for c in REGION_COLUMNS] + [fire[keep].tolist()]
     return [
-        Region(
-            class_id=int(cid),
-            class_name=str(name),
-            area=int(area),
-            bbox=(int(r1), int(c1), int(r2), int(c2)),
-            centroid=(float(cr), float(cc)),
-            mean_confidence=float(mc),
-            max_confidence=float(mx),
-            fires=bool(f),
-        )
-        for cid, name, area, r1, c1, r2, c2, cr, cc, mc, mx, f in zip(
-            *(cols[c][keep] for c in REGION_COLUMNS), fire[keep], strict=True
-        )
+        Region(cid, str(name), area, (r1, c1, r2, c2), (cr, cc), mc, mx, f)
+        for cid, name, area, r1, c1, r2, c2, cr, cc, mc, mx, f in zip(*lists, strict=True)
     ]

@@ -2,7 +2,9 @@
 
 Streams: a thread pool decodes and preprocesses the next images while the model runs on
 the current batch, and postprocesses / writes the previous ones; at most a few batches
-are in memory whatever the folder holds. Per image it writes
+are in memory whatever the folder holds. A tiled model runs on one image at a time, its
+tiles in batches (:mod:`segcore.infer.tiling`), with two images read ahead. Per image it
+writes
 
 - ``<name>_segmentation.png``: class ids at the input's size (8-bit, 16-bit above id 255),
 - ``<name>_confidence.tif``: float32 probability of the chosen class, 0-1,
@@ -50,7 +52,8 @@ from segcore.common.images import (
 )
 from segcore.common.progress import make_progress
 from segcore.data.roi import Roi, read_roi, roi_file
-from segcore.infer.apply import SegModel, region_columns, roi_of, to_result
+from segcore.infer.apply import SegModel, roi_of, to_result
+from segcore.infer.components import region_columns
 from segcore.infer.decide import Verdict, decide
 from segcore.infer.depth import match_bit_depth
 from segcore.infer.folders import (
@@ -67,6 +70,7 @@ from segcore.infer.regions import (
     RegionsTable,
 )
 from segcore.infer.summary import InferenceSummary, rules_source
+from segcore.infer.tiling import DEFAULT_TILE_OVERLAP, check_overlap, preprocess_whole_image
 from segcore.params import PreprocessParams
 from segcore.preprocess.transforms import preprocess_image
 
@@ -85,6 +89,7 @@ def run_inference(
     min_area: int = 1,
     workers: int | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
 ) -> InferenceSummary:
     """Segment every image of ``inputs`` (files or folders) and write the outputs.
 
@@ -92,18 +97,23 @@ def run_inference(
         model: from :func:`segcore.infer.apply.load_model`.
         inputs: image files (any format OpenCV reads) and folders (PNG, JPEG, TIFF, BMP).
         out_dir: output folder (created).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (tiled models: tiles per forward pass).
         min_area: regions smaller than this many pixels are left out of the table.
         workers: threads for decoding, preprocessing and writing (default: half the CPU
             cores, 1 to 4).
         max_image_pixels: larger inputs (checked in their header, before decoding) are
             reported and skipped (``infer.max_image_pixels``).
+        tile_overlap: tiled models: fraction of a tile shared by neighbouring tiles, [0, 1).
 
     Raises:
-        SegcoreError: no input image found at all, ``out_dir`` is a file, or another run
-            writes into ``out_dir``.
+        SegcoreError: no input image found at all, ``out_dir`` is a file, another run
+            writes into ``out_dir``, or a ``tile_overlap`` that never moves the window
+            (before anything is written).
     """
     out = check_out_dir(out_dir)
+    if model.tiled:
+        param = model.preprocess
+        check_overlap(tile_overlap, (param.image_height, param.image_width), "infer.tile_overlap")
     files, missing = collect_inputs(inputs, out)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     summary.rules = rules_source(model)
@@ -115,7 +125,7 @@ def run_inference(
     out.mkdir(parents=True, exist_ok=True)
     # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
-    outputs = _Outputs.of(model, out, min_area, max_image_pixels)
+    outputs = _Outputs.of(model, out, min_area, max_image_pixels, tile_overlap)
     start = time.perf_counter()
     with (
         out_lock(out),
@@ -148,20 +158,23 @@ class _Outputs:
     seg_dtype: type[np.unsignedinteger]
     min_area: int
     limit: PixelLimit
+    tile_overlap: float = DEFAULT_TILE_OVERLAP
     notes: set[str] = field(default_factory=set)
     """Bit depth conversions done (added from the reading threads)."""
     rois: dict[Path, Roi | None] = field(default_factory=dict)
     """Each read image's region of interest, from :meth:`load` to :meth:`finish`."""
 
     @classmethod
-    def of(cls, model: SegModel, out: Path, min_area: int, max_pixels: int) -> _Outputs:
+    def of(
+        cls, model: SegModel, out: Path, min_area: int, max_pixels: int, tile_overlap: float
+    ) -> _Outputs:
         """The settings for ``model``: its preprocessing, ROI and segmentation image dtype."""
         param = model.preprocess
         default = param.domain_roi if param.domain_handling == CROP_DOMAIN else None
         roi = None if default is None else roi_of(param)
         seg_dtype = np.uint8 if max(model.config.class_ids) <= 255 else np.uint16
         limit = PixelLimit(max_pixels, "infer.max_image_pixels")
-        return cls(model, param, out, roi, seg_dtype, min_area, limit)
+        return cls(model, param, out, roi, seg_dtype, min_area, limit, tile_overlap)
 
     def load(self, item: InputFile) -> tuple[np.ndarray, np.ndarray]:
         """The decoded image and its preprocessed network input."""
@@ -171,7 +184,18 @@ class _Outputs:
             self.notes.add(note)
         roi = self._roi(item.path, image)
         self.rois[item.path] = roi
+        if self.model.tiled:
+            return image, preprocess_whole_image(converted, self.param, roi)
         return image, preprocess_image(converted, self.param, roi)
+
+    def predict(self, inputs: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+        """``(K, h, w)`` probabilities of each preprocessed input: one forward pass over the
+        stacked inputs, or for a tiled model a sliding window over each."""
+        if self.model.tiled:
+            return [
+                self.model.window_probabilities(x, self.tile_overlap, batch_size) for x in inputs
+            ]
+        return list(self.model.probabilities(np.stack(inputs)))
 
     def _roi(self, path: Path, image: np.ndarray) -> Roi | None:
         """The image's own region of interest (its ``.roi.json``), else the bundle's."""
@@ -276,15 +300,16 @@ def _stream_files(
     batch_size: int,
 ) -> None:
     """Read ahead, predict batch by batch and write behind, with a few batches in flight."""
-    loaded = _ordered_map(pool, outputs.load, files, ahead=2 * batch_size)
-    for batch in _batches(loaded, batch_size):
+    images = 1 if outputs.model.tiled else batch_size  # a tiled model's batch is its tiles
+    loaded = _ordered_map(pool, outputs.load, files, ahead=2 * images)
+    for batch in _batches(loaded, images):
         good = stream.loaded(batch)
         if not good:
             continue
-        probs = outputs.model.probabilities(np.stack([tensor for _, (_, tensor) in good]))
+        probs = outputs.predict([tensor for _, (_, tensor) in good], batch_size)
         for (item, (image, _)), p in zip(good, probs, strict=True):
             stream.pending.append((item, pool.submit(outputs.finish, item, image, p)))
-        stream.drain(keep=2 * batch_size)
+        stream.drain(keep=2 * images)
     stream.drain(keep=0)
 
 

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
-from segcore.common.constants import Precision, Split
+from segcore.common.constants import DEFAULT_TILE_OVERLAP, Precision, Split
 from segcore.params.base import Section
+
+
+def _check_overlap(value: float) -> float:
+    if not 0.0 <= value < 1.0 or math.isnan(value):
+        raise PydanticCustomError(
+            "tile_overlap",
+            "{value} is not a fraction of the tile in [0, 1): an overlap of a whole tile or "
+            "more never moves the window; use e.g. 0.25 (a quarter of the tile)",
+            {"value": value},
+        )
+    return value
+
+
+TileOverlap = Annotated[float, AfterValidator(_check_overlap)]
+"""Overlap of neighbouring tiles in sliding-window inference, a fraction of the tile in [0, 1)."""
+
+Resolution = Literal["auto", "network", "original"]
 
 
 class EvaluateParams(Section):
@@ -22,7 +41,14 @@ class EvaluateParams(Section):
     measures: list[str] = ["all"]
     """Measures to compute; ``all`` gives every one."""
     batch_size: int = Field(8, gt=0)
-    """Samples per forward pass."""
+    """Samples per forward pass (tiled models: tiles per forward pass)."""
+    resolution: Resolution = "auto"
+    """Where predictions meet the labels: ``network`` (the preprocessed labels, HALCON's
+    evaluate_dl_model; tiled models: the stored samples' size), ``original`` (the original
+    label files at their own size, predictions resized to it as ``segcore infer`` does),
+    ``auto`` (``original`` for tiled models, ``network`` for resize models)."""
+    tile_overlap: TileOverlap = DEFAULT_TILE_OVERLAP
+    """Tiled models: fraction of a tile shared by neighbouring tiles, in [0, 1)."""
     worst_k: int = Field(6, ge=0)
     """Number of worst samples (by per-image mean IoU) shown in the report."""
     report_dir: str = "reports"
@@ -35,7 +61,10 @@ class InferParams(Section):
     """Inference on new images (HALCON: apply_dl_model)."""
 
     batch_size: int = Field(8, gt=0)
-    """Images per forward pass."""
+    """Images per forward pass (tiled models: tiles per forward pass)."""
+    tile_overlap: TileOverlap = DEFAULT_TILE_OVERLAP
+    """Tiled models: fraction of a tile shared by neighbouring tiles, in [0, 1); more
+    overlap blends more tiles per pixel (smoother, slower)."""
     min_area: int = Field(1, ge=1)
     """Regions smaller than this many pixels are left out of the regions table."""
     backend: Literal["torch", "onnx"] = "torch"

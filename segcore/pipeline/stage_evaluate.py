@@ -38,6 +38,8 @@ def run_evaluate(
         batch_size=p.batch_size,
         device=p.device,
         keep_worst=p.worst_k,
+        resolution=p.resolution,
+        tile_overlap=p.tile_overlap,
     )
     report_dir = stage_path(workdir, p.report_dir)
     report = write_evaluation_report(

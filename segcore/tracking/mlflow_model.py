@@ -17,7 +17,9 @@ class, ``regions`` (JSON list of connected regions: class, area, bbox, mean and 
 confidence, ``fires``: whether it passes its class's decision rule), ``verdict`` (``OK`` or
 ``NG``, by the bundle's decision rules, as ``segcore infer`` decides) and ``fired`` (the
 rules that fired, e.g. ``NG: crack: region 153 px, confidence 0.91``). Parameter
-``min_area`` (default 1) drops smaller regions from ``regions``; the verdict sees them all.
+``min_area`` (default 1) drops smaller regions from ``regions``; the verdict sees them all;
+``tile_overlap`` (default 0.25) is the overlap of neighbouring tiles for tiled models
+(sliding window).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from segcore.common.constants import DEFAULT_TILE_OVERLAP
 from segcore.model.config import read_bundle_config
 
 IMAGE_COLUMN = "image"
@@ -80,7 +83,12 @@ def model_signature(class_names: list[str]) -> Any:
             ]
         ),
         outputs=Schema(outputs),
-        params=ParamSchema([ParamSpec("min_area", DataType.long, 1)]),
+        params=ParamSchema(
+            [
+                ParamSpec("min_area", DataType.long, 1),
+                ParamSpec("tile_overlap", DataType.double, DEFAULT_TILE_OVERLAP),
+            ]
+        ),
     )
 
 

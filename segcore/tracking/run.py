@@ -137,7 +137,8 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=items[i : i + _MAX_BATCH])
 
     def log_evaluation(self, split: str, measures: Mapping[str, Any]) -> dict[str, float]:
-        """Log evaluation measures as ``<split>/<measure>`` and ``<split>/<measure>/<class>``.
+        """Log evaluation measures as ``<split>/<measure>`` and ``<split>/<measure>/<class>``;
+        text values (``resolution``) as tags ``<split>/<key>``.
 
         Args:
             split: the evaluated split.
@@ -148,6 +149,9 @@ class TrackedRun:
             the logged metrics.
         """
         flat: dict[str, float] = {}
+        texts = {metric_name(split, k): v for k, v in measures.items() if isinstance(v, str)}
+        if texts:  # e.g. the resolution the measures were taken at, as a tag
+            self.set_tags(texts)
         for key, value in measures.items():
             if isinstance(value, Mapping):
                 for cls, v in value.items():

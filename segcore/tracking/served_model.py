@@ -30,6 +30,7 @@ from segcore.common.images import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
 from segcore.common.images import decode_image as decode_bytes
 from segcore.data.roi import parse_roi
 from segcore.infer.apply import apply_model, load_model
+from segcore.infer.tiling import DEFAULT_TILE_OVERLAP, check_overlap
 from segcore.tracking.mlflow_model import BUNDLE_ARTIFACT, IMAGE_COLUMN, ROI_COLUMN, column_name
 
 _log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ class SegmentationModel(PythonModel):
                 "send one column 'image' of encoded image files"
             )
         min_area = int((params or {}).get("min_area", 1))
+        overlap = float((params or {}).get("tile_overlap", DEFAULT_TILE_OVERLAP))
+        tile = self._model.preprocess
+        check_overlap(overlap, (tile.image_height, tile.image_width), "parameter 'tile_overlap'")
         images = [decode_image(v) for v in model_input[IMAGE_COLUMN]]
         rois = None
         if ROI_COLUMN in model_input:
@@ -126,7 +130,10 @@ class SegmentationModel(PythonModel):
             ]
         config = self._model.config
         rows = []
-        for result in apply_model(self._model, images, min_area=min_area, rois=rois):
+        results = apply_model(
+            self._model, images, min_area=min_area, rois=rois, tile_overlap=overlap
+        )
+        for result in results:
             seg = result.segmentation_image
             row: dict[str, Any] = {
                 "segmentation_image": _encode_png(seg),

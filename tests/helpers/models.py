@@ -121,3 +121,29 @@ def make_bundle(directory: Path, seed: int = 0) -> Path:
         ).model_dump(),
     )
     return save_bundle(directory, module, config)
+
+
+TILE_SIZE = 32
+"""Tile size (pixels) of :func:`make_tiled_bundle`."""
+
+
+def make_tiled_bundle(directory: Path, scale: float = 1.0, seed: int = 0) -> Path:
+    """A small compact U-Net bundle of a tiled model (``mode: tiled``, 32 x 32 tiles at
+    ``scale``), random weights; class id 9 is an ignore class."""
+    torch.manual_seed(seed)
+    kwargs = {"base_channels": 4, "depth": 2}
+    module = create_model("compact", 4, 3, **kwargs)
+    config = BundleConfig(
+        architecture=architecture("compact", 4, 3, **kwargs),
+        class_ids=[0, 1, 2, 9],
+        class_names=["good", "contamination", "crack", "unknown"],
+        ignore_class_ids=[9],
+        preprocess_param=PreprocessParams(
+            mode="tiled",
+            scale=scale,
+            image_width=TILE_SIZE,
+            image_height=TILE_SIZE,
+            ignore_class_ids=[9],
+        ).model_dump(),
+    )
+    return save_bundle(directory, module, config)

@@ -75,3 +75,23 @@ def test_cli_export_and_onnx_inference(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "a_segmentation.png").is_file()
     assert "1 of 1 images" in done.stdout
+
+
+def test_both_backends_agree_on_sliding_windows(tmp_path: Path) -> None:
+    from helpers.models import make_tiled_bundle
+
+    bundle = make_tiled_bundle(tmp_path / "tiled", scale=0.5)
+    export_onnx(bundle)
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(150, 110), (40, 30)]]
+    eager = load_model(bundle, device="cpu")
+    ort = load_model(bundle, device="cpu", backend="onnx")
+    # batches of 5 tiles: a full batch, then the rest (the batch axis is dynamic)
+    a_all = apply_model(eager, images, batch_size=5, tile_overlap=0.5)
+    b_all = apply_model(ort, images, batch_size=5, tile_overlap=0.5)
+    for a, b, image in zip(a_all, b_all, images, strict=True):
+        assert a.segmentation_image.shape == b.segmentation_image.shape == image.shape[:2]
+        assert (a.segmentation_image == b.segmentation_image).mean() >= 0.999
+        np.testing.assert_allclose(
+            a.segmentation_confidence, b.segmentation_confidence, atol=1e-3, rtol=0
+        )
