@@ -18,6 +18,13 @@ NORM_ALL_CHANNELS: Final = "all_channels"
 NORM_CONSTANT_VALUES: Final = "constant_values"
 NormalizationType = Literal["none", "first_channel", "all_channels", "constant_values"]
 
+# Image modes (preprocess.param.mode).
+MODE_RESIZE: Final = "resize"
+"""HALCON's: every image is resized to the network input size."""
+MODE_TILED: Final = "tiled"
+"""Native resolution (times ``scale``): the network sees tiles cut from the samples."""
+ImageMode = Literal["resize", "tiled"]
+
 # Domain handling.
 CROP_DOMAIN: Final = "crop_domain"
 DomainHandling = Literal["full_domain", "crop_domain"]

@@ -5,11 +5,15 @@ A sample file holds ``image`` ``(C, H, W)`` float32 (the network input), ``label
 segmentation image) and, for training samples, ``weight`` ``(H, W)`` float32 (HALCON's
 weight image). Loading is a memory copy, never an image decode; writing is atomic.
 String metadata (e.g. the hash of the inputs it was made from) rides in the file header.
+:func:`map_sample` maps a file's tensors into memory without reading them, so a tile of a
+large sample costs only the pages it touches (training on tiles streamed from disk).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +64,40 @@ def load_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         with safe_open(str(path), framework="numpy") as f:
             return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (OSError, ValueError, SafetensorError) as err:
+        raise DatasetError(
+            f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
+        ) from None
+
+
+_DTYPES = {"F32": np.float32, "U16": np.uint16, "U8": np.uint8, "I64": np.int64}
+"""safetensors dtype names of the tensors a sample holds."""
+
+
+def map_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A sample's tensors as read-only memory maps (nothing is read until it is indexed).
+
+    Same keys, shapes and dtypes as :func:`load_sample`; slicing a map reads only the
+    pages the slice covers, and the mapping ends when the arrays are dropped.
+
+    Raises:
+        DatasetError: the file is missing or not a sample file.
+    """
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        out = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            shape = tuple(int(n) for n in info["shape"])
+            dtype = np.dtype(_DTYPES[info["dtype"]])
+            if end - begin != dtype.itemsize * int(np.prod(shape)):
+                raise ValueError(f"tensor {key} has {end - begin} bytes for shape {shape}")
+            out[key] = np.memmap(path, dtype, "r", offset=8 + size + begin, shape=shape)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
         raise DatasetError(
             f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
         ) from None
