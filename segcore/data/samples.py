@@ -12,9 +12,11 @@ large sample costs only the pages it touches (training on tiles streamed from di
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -73,6 +75,43 @@ _DTYPES = {"F32": np.float32, "U16": np.uint16, "U8": np.uint8, "I64": np.int64}
 """safetensors dtype names of the tensors a sample holds."""
 
 
+INFO_KEY = "segcore"
+"""The header metadata key under which the preprocess stage stores a sample's JSON info
+(input and sample hashes, ``class_counts`` per class id, ``split``)."""
+
+
+def _header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any]]:
+    """``(header bytes, header)`` of a safetensors file (the tensors are not read)."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return size, json.loads(f.read(size))
+
+
+def _unreadable(path: str | os.PathLike[str], err: Exception) -> DatasetError:
+    return DatasetError(
+        f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
+    )
+
+
+def sample_header(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """A sample's tensor shapes and its stored info (:data:`INFO_KEY`; ``{}`` if none),
+    from the file header alone.
+
+    Raises:
+        DatasetError: the file is missing or not a sample file.
+    """
+    try:
+        _, header = _header(path)
+        meta = header.pop("__metadata__", None) or {}
+        info = json.loads(meta[INFO_KEY]) if INFO_KEY in meta else {}
+        shapes = {k: tuple(int(n) for n in v["shape"]) for k, v in header.items()}
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
+        raise _unreadable(path, err) from None
+    return shapes, info
+
+
 def map_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """A sample's tensors as read-only memory maps (nothing is read until it is indexed).
 
@@ -84,8 +123,9 @@ def map_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     try:
         with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
+            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        (size,) = struct.unpack_from("<Q", buffer)
+        header = json.loads(buffer[8 : 8 + size])
         out = {}
         for key, info in header.items():
             if key == "__metadata__":
@@ -93,14 +133,14 @@ def map_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             begin, end = info["data_offsets"]
             shape = tuple(int(n) for n in info["shape"])
             dtype = np.dtype(_DTYPES[info["dtype"]])
-            if end - begin != dtype.itemsize * int(np.prod(shape)):
+            count = int(np.prod(shape))
+            if end - begin != dtype.itemsize * count:
                 raise ValueError(f"tensor {key} has {end - begin} bytes for shape {shape}")
-            out[key] = np.memmap(path, dtype, "r", offset=8 + size + begin, shape=shape)
+            offset = 8 + size + begin
+            out[key] = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
         return out
     except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
-        raise DatasetError(
-            f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
-        ) from None
+        raise _unreadable(path, err) from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
