@@ -34,9 +34,9 @@ from segcore.train.tiles import (
     grid_requests,
     index_split,
     listed,
-    loader,
     plan_epoch,
     rare_classes,
+    read_batches,
     tiles_per_sample,
 )
 
@@ -152,7 +152,7 @@ class StreamFeed:
 
     def _read(self, batches: list[list[TileRequest]]) -> Iterator[Batch]:
         cuda = self.device.type == "cuda"
-        for x, y, w in loader(self.dataset, batches, self.p.loader_workers, cuda):
+        for x, y, w in read_batches(self.dataset, batches, self.p.loader_workers, cuda):
             x = x.to(self.device, non_blocking=cuda).contiguous(memory_format=self.layout)
             yield x, y.to(self.device, non_blocking=cuda), w.to(self.device, non_blocking=cuda)
 

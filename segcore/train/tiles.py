@@ -18,6 +18,7 @@ padding takes no part in loss or measures.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from segcore.common.constants import COL_SAMPLE_FILE, COL_SPLIT, IGNORE_INDEX
-from segcore.common.errors import DatasetError, Problems
+from segcore.common.errors import DatasetError, Problems, SegcoreError
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import class_index_lut, map_sample, sample_header
 
@@ -285,11 +286,17 @@ def worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def loader(
+def read_batches(
     dataset: TileDataset, batches: list[list[TileRequest]], workers: int, pin: bool
-) -> torch.utils.data.DataLoader:
-    """A ``DataLoader`` over ``batches`` of requests, in order, read by ``workers`` processes."""
-    return torch.utils.data.DataLoader(
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The ``batches`` of requests as stacked tensors, in order, read by ``workers``
+    processes beside the caller (0: in this process).
+
+    Raises:
+        SegcoreError: a sample file that cannot be read (deleted or damaged since training
+            started), with segcore's message, not the reader process's traceback.
+    """
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers if len(batches) > 1 else 0,
@@ -297,6 +304,14 @@ def loader(
         pin_memory=pin,
         prefetch_factor=4 if workers and len(batches) > 1 else None,
     )
+    try:
+        yield from loader
+    except SegcoreError as err:
+        # The DataLoader re-raises a reader's error with its traceback in the message.
+        text = str(err)
+        if "Traceback" in text:
+            text = text.rsplit(f"{type(err).__name__}: ", 1)[-1].strip()
+        raise type(err)(text) from None
 
 
 def grid_count(sizes: np.ndarray, tile: tuple[int, int]) -> int:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from segcore.common.constants import IGNORE_INDEX
+from segcore.common.errors import DatasetError
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import INFO_KEY, save_sample
 from segcore.train.tiles import (
@@ -22,6 +23,7 @@ from segcore.train.tiles import (
     index_split,
     plan_epoch,
     rare_classes,
+    read_batches,
     tiles_per_sample,
 )
 
@@ -161,3 +163,16 @@ def test_the_validation_grid_covers_every_pixel_once(ds: DLDataset) -> None:
             x[0].numpy()[inside], (rows + req.row) * 1000.0 + cols + req.col + req.sample
         )
     assert all((c == 1).all() for c in covered)
+
+
+def test_reader_processes_return_batches_in_order_and_report_a_lost_file(ds: DLDataset) -> None:
+    index = index_split(ds, "train", with_weights=True)
+    reader = TileDataset((index, index), TILE, CLASS_IDS, [])
+    batches = [[TileRequest(0, s, True, 32, 64, -1, 0.0, 0.0)] * 2 for s in (3, 1, 4)]
+    got = [int(x[0, 0, 0, 0]) for x, _, _ in read_batches(reader, batches, 2, False)]
+    assert got == [32 * 1000 + 64 + s for s in (3, 1, 4)]
+    Path(index.paths[4]).unlink()
+    with pytest.raises(DatasetError) as err:
+        list(read_batches(reader, batches, 2, False))
+    assert str(err.value).startswith(f"{index.paths[4]}: not a readable preprocessed sample")
+    assert "Traceback" not in str(err.value)
