@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segcore.common.errors import DatasetError
+from segcore.common.errors import DatasetError, ParamsError
 from segcore.common.images import write_image_atomic
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import load_sample, map_sample
-from segcore.params import PreprocessParams
+from segcore.params import PreprocessParams, load_params
 from segcore.preprocess.class_weights import FREQUENCY_OFFSET
 from segcore.preprocess.stage import preprocess_dataset
 from segcore.preprocess.transforms import preprocess_samples
@@ -134,3 +134,13 @@ def test_batch_preprocessing_refuses_tiled_mode() -> None:
     images = [np.zeros((10, 10, 3), np.uint8), np.zeros((12, 10, 3), np.uint8)]
     with pytest.raises(ValueError, match="preprocess_image per image"):
         preprocess_samples(images, TILED_HALF)
+
+
+def test_a_scale_outside_tiled_mode_is_refused_naming_the_key_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("preprocess:\n  param:\n    scale: 0.5\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "preprocess.param.scale" in str(err.value)
+    assert "set mode: tiled, or scale: 1.0" in str(err.value)
+    assert PreprocessParams(mode="tiled", scale=0.5).scale == 0.5
