@@ -56,6 +56,8 @@ class MemoryFeed:
     train: SplitData
     val: SplitData
     kind: str = "memory"
+    summary: str = ""
+    """One line for the log: where the data come from and why."""
 
     @property
     def units(self) -> int:
@@ -108,6 +110,8 @@ class StreamFeed:
     device: torch.device
     layout: torch.memory_format
     kind: str = "streaming"
+    summary: str = ""
+    """One line for the log: where the data come from and why."""
 
     @property
     def units(self) -> int:
@@ -201,17 +205,12 @@ def make_feed(
     else:
         feed = _stream_feed(ds, p, (train, val), tile, pre, ignore, device, layout, tiled)
     _check_feed(feed, p, where, global_batch, world_size)
+    how = "in memory" if memory else f"streamed from disk by {p.loader_workers} reader processes"
     why = "tiled mode" if tiled else f"data_loading {p.data_loading}"
-    log.info(
-        "training data: %s (%s; %d train and %d validation samples, %.1f MB of sample files), "
-        "%d %s per epoch",
-        "in memory" if memory else f"streamed from disk by {p.loader_workers} reader processes",
-        why,
-        len(train),
-        len(val),
-        nbytes / 2**20,
-        feed.units,
-        "tiles" if not memory else "samples",
+    feed.summary = (
+        f"training data: {how} ({why}; {len(train)} train and {len(val)} validation samples, "
+        f"{nbytes / 2**20:.1f} MB of sample files), {feed.units} "
+        f"{'samples' if memory else 'tiles'} per epoch"
     )
     return feed
 

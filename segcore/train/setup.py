@@ -1,6 +1,7 @@
 """Everything training needs before its first step, checked at once.
 
-:func:`prepare` reads the splits into memory, builds the model and the solver, restores
+:func:`prepare` indexes the splits and reads them into memory or prepares to stream
+them (segcore.train.feed), builds the model and the solver, restores
 a checkpoint when resuming, and raises every problem it finds (empty train split, a
 batch larger than the split, an input size the architecture cannot take, label values
 that do not match the class list, missing weight images, a checkpoint of another model)
@@ -10,6 +11,7 @@ checked against the architecture first, before any sample is read.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from segcore.train.checkpoint import load_checkpoint
 from segcore.train.data import check_preprocessed
 from segcore.train.feed import Feed, make_feed
 from segcore.train.solver import make_optimizer, solver_values
+
+log = logging.getLogger("segcore.train")
 
 RESUMABLE_CHANGES = frozenset(
     {
@@ -138,6 +142,8 @@ def prepare(
     global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
     feed = make_feed(ds, p, where, ctx.device, layout, global_batch, ctx.world_size)
+    if ctx.is_main:
+        log.info(feed.summary)
     if feed.input_size != (channels, *size):
         check_input_size(model, *feed.input_size[1:], feed.input_size[0])
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
