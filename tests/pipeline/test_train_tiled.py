@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -157,3 +158,50 @@ def test_two_processes_stream_the_tiles_one_process_reads(
     both = load_bundle(two / "models" / "final")[0].state_dict()
     for key, value in one.items():
         torch.testing.assert_close(both[key], value, rtol=1e-3, atol=1e-4, msg=key)
+
+
+def test_images_of_other_sizes_and_smaller_than_the_tile_train(tmp_path: Path) -> None:
+    """Tiled mode takes images of any size; a tile larger than an image is padded (label
+    ignored), so a dataset of 20 x 12 to 40 x 28 images trains on 24 x 24 tiles."""
+    from segcore.common.images import write_image_atomic
+    from segcore.data.dldataset import DLDataset
+    from segcore.params import PreprocessParams
+    from segcore.preprocess.stage import preprocess_dataset
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (h, w) in enumerate([(12, 20), (28, 40), (16, 16), (20, 36), (24, 24), (30, 18)]):
+        label = np.zeros((h, w), np.uint8)
+        label[h // 3 : h // 3 + 2, 2 : w - 2] = 1 + i % 2
+        write_image_atomic(
+            tmp_path / "raw" / "images" / f"{i}.png",
+            rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+        )
+        write_image_atomic(tmp_path / "raw" / "labels" / f"{i}.png", label)
+        split = "validation" if i == 4 else "train"
+        rows.append(
+            {
+                "image_id": i,
+                "image_file_name": f"{i}.png",
+                "segmentation_file_name": f"{i}.png",
+                "split": split,
+            }
+        )
+    ds = DLDataset(
+        pd.DataFrame(rows),
+        tmp_path / "raw" / "images",
+        tmp_path / "raw" / "labels",
+        ["good", "dent", "scratch"],
+        [0, 1, 2],
+    )
+    param = PreprocessParams(mode="tiled", image_width=24, image_height=24)
+    preprocess_dataset(ds, param, tmp_path / "pre", workers=1)
+    recorder = Recorder()
+    result = train_model(
+        tmp_path / "pre" / "dataset.parquet",
+        tiny_params(tmp_path, num_epochs=2, batch_size=2, loader_workers=1),
+        callbacks=[recorder],
+    )
+    # tiles per epoch: 1 + 2 x 2 + 1 + 1 x 2 + 2 x 1 (the 24 x 24 sample validates)
+    assert recorder.info["units_per_epoch"] == 10 and recorder.info["input_size"] == [3, 24, 24]
+    assert result.history["loss"].notna().all() and result.history["val_mean_iou"].notna().all()
