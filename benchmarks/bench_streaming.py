@@ -14,7 +14,9 @@ Prints, from one run on one machine:
 2. **Speed on the pill demo.** The demo's 160 pills at 256 x 256 in resize mode, trained
    ``--epochs`` epochs with the default ``train`` params, once from memory and once
    streamed from the sample files; samples/s over the training epochs (validation time
-   left out) and the ratio streaming / memory (goal >= 0.9).
+   left out) and the ratio streaming / memory (goal >= 0.9); then the data path alone
+   (three epochs of batches, nothing trained): the in-memory gather and the streamed
+   reads, in the training process and by the reader processes.
 
 Everything is generated into a temporary folder and deleted afterwards::
 
@@ -134,6 +136,24 @@ def child_speed(dataset: str, kind: str, epochs: int, workers: int) -> dict[str,
     }
 
 
+def child_read(dataset: str, kind: str, epochs: int, workers: int) -> dict[str, Any]:
+    """The data path alone: samples/s of ``epochs`` epochs of batches, nothing trained."""
+    import torch
+
+    from segcore.train import distributed
+    from segcore.train.setup import prepare
+
+    p = _train_params(Path(dataset).parent / f"read_{kind}", data_loading=kind)
+    p = p.model_copy(update={"loader_workers": workers})
+    run = prepare(dataset, p, distributed.setup("cpu"), None)
+    positions = list(torch.arange(run.steps_per_epoch * p.batch_size).split(p.batch_size))
+    start, n = time.perf_counter(), 0
+    for epoch in range(epochs):
+        for x, _, _ in run.feed.train_batches(run.feed.epoch_plan(run.generator, epoch), positions):
+            n += len(x)
+    return {"samples_per_s": n / (time.perf_counter() - start)}
+
+
 def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args],
@@ -171,7 +191,10 @@ def speed_part(root: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]
     out = {}
     for kind in ("memory", "streaming"):
         out[kind] = _child("speed", str(table), kind, str(args.epochs), str(args.workers))
-        print(f"pill demo, {kind:>9}: {out[kind]['samples_per_s']:.2f} samples/s")
+        print(f"pill demo training, {kind:>9}: {out[kind]['samples_per_s']:.2f} samples/s")
+    for kind, workers in (("memory", 0), ("streaming", 0), ("streaming", args.workers)):
+        got = _child("read", str(table), kind, "3", str(workers))["samples_per_s"]
+        print(f"pill demo data path alone, {kind:>9}, {workers} readers: {got:.0f} samples/s")
     return out
 
 
@@ -192,6 +215,8 @@ def main() -> None:
         kind, *rest = args.child
         if kind == "memory":
             result = child_memory(rest[0], int(rest[1]), int(rest[2]))
+        elif kind == "read":
+            result = child_read(rest[0], rest[1], int(rest[2]), int(rest[3]))
         else:
             result = child_speed(rest[0], rest[1], int(rest[2]), int(rest[3]))
         print(json.dumps(result))
