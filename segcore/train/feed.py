@@ -247,6 +247,12 @@ def _stream_feed(
     train = splits[0]
     if not tiled:  # resize mode: every sample is one whole tile
         tile = (int(train.sizes[0][0]), int(train.sizes[0][1])) if len(train) else tile
+    if train.unweighted:
+        raise DatasetError(
+            f"{len(train.unweighted)} train samples have no weight image "
+            f"({listed(train.unweighted)}); run `segcore preprocess` with the split that marks "
+            "them as train"
+        )
     if tiled and p.foreground_share > 0 and train.uncounted:
         raise DatasetError(
             f"{len(train.uncounted)} train samples lack the class counts that place tiles on "

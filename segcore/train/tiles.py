@@ -61,8 +61,8 @@ class SplitIndex:
         sizes: ``(N, 2)`` int64 ``(height, width)`` of every sample.
         counts: ``(N, K)`` int64 pixels per class id (``class_ids`` order) in each sample.
         channels: image channels (all samples share them).
-        weighted: every sample has a weight image.
         nbytes: bytes of the sample files together.
+        unweighted: files without the weight image they need (``with_weights``).
         uncounted: files whose header lacks the class counts (their counts are 0).
     """
 
@@ -70,8 +70,8 @@ class SplitIndex:
     sizes: np.ndarray
     counts: np.ndarray
     channels: int
-    weighted: bool
     nbytes: int
+    unweighted: list[str]
     uncounted: list[str]
 
     def __len__(self) -> int:
@@ -82,8 +82,9 @@ def index_split(dataset: DLDataset, split: str, *, with_weights: bool) -> SplitI
     """Read the headers of a split's sample files (see :class:`SplitIndex`).
 
     Raises:
-        DatasetError: missing or unreadable files, missing weight images, channel counts
-            that differ; all listed at once.
+        DatasetError: missing or unreadable files, channel counts that differ; all listed
+            at once. Missing weight images are listed in the index, for the caller to report
+            beside its own checks.
     """
     assert dataset.sample_dir is not None
     rows = dataset.samples[dataset.samples[COL_SPLIT] == split]
@@ -109,17 +110,12 @@ def index_split(dataset: DLDataset, split: str, *, with_weights: bool) -> SplitI
             uncounted.append(path)
         else:
             counts[i] = info["class_counts"]
-    if unweighted:
-        problems.add(
-            f"{len(unweighted)} {split} samples have no weight image ({listed(unweighted)}); "
-            "run `segcore preprocess` with the split that marks them as train"
-        )
     if len(channels) > 1:
         problems.add(f"{split} samples have {sorted(channels)} channels; preprocess them again")
     problems.raise_if_any(DatasetError, f"the {split} split cannot be used for training")
     nbytes = sum(Path(p).stat().st_size for p in paths)
     channel = channels.pop() if channels else 0
-    return SplitIndex(paths, sizes, counts, channel, with_weights, nbytes, uncounted)
+    return SplitIndex(paths, sizes, counts, channel, nbytes, unweighted, uncounted)
 
 
 def listed(names: list[str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from helpers.training import Recorder, tiny_params
 
 from segcore.common.errors import ParamsError
+from segcore.data.dldataset import DLDataset
 from segcore.model.bundle import load_bundle
 from segcore.train.loop import train_model
 
@@ -164,7 +166,6 @@ def test_images_of_other_sizes_and_smaller_than_the_tile_train(tmp_path: Path) -
     """Tiled mode takes images of any size; a tile larger than an image is padded (label
     ignored), so a dataset of 20 x 12 to 40 x 28 images trains on 24 x 24 tiles."""
     from segcore.common.images import write_image_atomic
-    from segcore.data.dldataset import DLDataset
     from segcore.params import PreprocessParams
     from segcore.preprocess.stage import preprocess_dataset
 
@@ -205,3 +206,20 @@ def test_images_of_other_sizes_and_smaller_than_the_tile_train(tmp_path: Path) -
     # tiles per epoch: 1 + 2 x 2 + 1 + 1 x 2 + 2 x 1 (the 24 x 24 sample validates)
     assert recorder.info["units_per_epoch"] == 10 and recorder.info["input_size"] == [3, 24, 24]
     assert result.history["loss"].notna().all() and result.history["val_mean_iou"].notna().all()
+
+
+def test_streaming_reports_a_train_sample_without_weight_image(
+    pills_tiled: Path, tmp_path: Path
+) -> None:
+    from segcore.common.errors import DatasetError
+    from segcore.data.samples import load_sample, save_sample
+
+    shutil.copytree(pills_tiled.parent, tmp_path / "pre")
+    ds = DLDataset.load(tmp_path / "pre" / "dataset.parquet")
+    name = ds.samples.loc[ds.samples["split"] == "train", "sample_file_name"].iloc[0]
+    broken = Path(ds.sample_dir) / name
+    sample = load_sample(broken)
+    save_sample(broken, sample["image"], sample["label"])  # without the weight image
+    with pytest.raises(DatasetError, match=f"1 train samples have no weight image \\({broken}\\)"):
+        train_model(ds, tiny_params(tmp_path))
+    assert not (tmp_path / "models").exists()
