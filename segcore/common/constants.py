@@ -18,16 +18,16 @@ NORM_ALL_CHANNELS: Final = "all_channels"
 NORM_CONSTANT_VALUES: Final = "constant_values"
 NormalizationType = Literal["none", "first_channel", "all_channels", "constant_values"]
 
-# Image modes (preprocess.param.mode).
-MODE_RESIZE: Final = "resize"
-"""HALCON's: every image is resized to the network input size."""
-MODE_TILED: Final = "tiled"
-"""Native resolution (times ``scale``): the network sees tiles cut from the samples."""
-ImageMode = Literal["resize", "tiled"]
-
 # Domain handling.
 CROP_DOMAIN: Final = "crop_domain"
+FULL_DOMAIN: Final = "full_domain"
 DomainHandling = Literal["full_domain", "crop_domain"]
+
+# Image modes (preprocess.param.mode): HALCON's whole resized images, or tiles at native size.
+MODE_RESIZE: Final = "resize"
+MODE_TILED: Final = "tiled"
+DEFAULT_TILE_OVERLAP: Final = 0.25
+"""Default overlap of neighbouring tiles in sliding-window inference, a fraction of the tile."""
 
 # Solvers.
 SolverType = Literal["sgd", "adam"]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
-from segcore.common.constants import MODE_TILED, DomainHandling, ImageMode, NormalizationType
+from segcore.common.constants import MODE_TILED, DomainHandling, NormalizationType
 from segcore.params.base import ClassId, Problem, Section, duplicates, validate_with_rules
 
 IMAGENET_MEAN_255 = [123.675, 116.28, 103.53]
@@ -23,7 +23,7 @@ class PreprocessParams(Section):
     checked by the preprocess stage.
     """
 
-    mode: ImageMode = "resize"
+    mode: Literal["resize", "tiled"] = "resize"
     """``resize`` (HALCON's): every image is resized to ``image_width x image_height``.
     ``tiled``: samples keep their native size times ``scale``; the network sees tiles of
     ``image_width x image_height`` cut from them (training) or slid over them (inference)."""
