@@ -5,7 +5,8 @@ Prints, from one run on one machine:
 1. **Peak memory against the number of samples.** Tiled-mode datasets of ``--small``
    (default 1,000) and ``--large`` (default 10,000) samples of 512 x 512 pixels, each
    trained for ``--steps`` updates on 256 x 256 tiles streamed by the reader processes
-   (``train.data_loading: streaming``), each in a fresh process. Printed: the peak
+   (``train.data_loading: streaming``, ``--memory-workers`` reader processes, default 2),
+   each in a fresh process. Printed: the peak
    resident memory of the training process and of its reader processes, and the ratio
    large / small (goal <= 1.2). Every sample is its own file, listed in the dataset table,
    indexed from its header and read through its own path; to keep the disk use small the
@@ -13,7 +14,7 @@ Prints, from one run on one machine:
    pills, so the page cache, which is no process's memory, stays small as well.
 2. **Speed on the pill demo.** The demo's 160 pills at 256 x 256 in resize mode, trained
    ``--epochs`` epochs with the default ``train`` params, once from memory and once
-   streamed from the sample files; samples/s over the training epochs (validation time
+   streamed from the sample files (``--workers`` reader processes, default 0); samples/s over the training epochs (validation time
    left out) and the ratio streaming / memory (goal >= 0.9); then the data path alone
    (three epochs of batches, nothing trained): the in-memory gather and the streamed
    reads, in the training process and by the reader processes.
@@ -176,7 +177,7 @@ def memory_part(root: Path, args: argparse.Namespace) -> dict[int, dict[str, Any
     out = {}
     for n in (args.small, args.large):
         table = _linked(base, root / f"n{n}", n)
-        out[n] = _child("memory", str(table), str(args.steps), str(args.workers))
+        out[n] = _child("memory", str(table), str(args.steps), str(args.memory_workers))
         r = out[n]
         print(
             f"{n:>6} samples ({r['tiles_per_epoch']} tiles per epoch): training process "
@@ -192,7 +193,7 @@ def speed_part(root: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]
     for kind in ("memory", "streaming"):
         out[kind] = _child("speed", str(table), kind, str(args.epochs), str(args.workers))
         print(f"pill demo training, {kind:>9}: {out[kind]['samples_per_s']:.2f} samples/s")
-    for kind, workers in (("memory", 0), ("streaming", 0), ("streaming", args.workers)):
+    for kind, workers in (("memory", 0), ("streaming", 0), ("streaming", 2)):
         got = _child("read", str(table), kind, "3", str(workers))["samples_per_s"]
         print(f"pill demo data path alone, {kind:>9}, {workers} readers: {got:.0f} samples/s")
     return out
@@ -206,7 +207,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="updates per memory run")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per speed run")
     parser.add_argument("--demo-images", type=int, default=160)
-    parser.add_argument("--workers", type=int, default=2, help="train.loader_workers")
+    parser.add_argument("--workers", type=int, default=0, help="loader_workers, speed runs")
+    parser.add_argument(
+        "--memory-workers", type=int, default=2, help="loader_workers of the memory runs"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes")
     parser.add_argument("--only", choices=["memory", "speed"], help="run one part only")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

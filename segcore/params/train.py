@@ -145,9 +145,10 @@ class TrainParams(Section):
     """``memory``: the splits are read into memory once (resize mode only); ``streaming``:
     batches are read from the sample files by worker processes, memory does not grow with
     the dataset; ``auto``: memory for resize-mode splits up to 2 GiB, else streaming."""
-    loader_workers: int = Field(2, ge=0)
-    """Streaming: processes that read tiles beside training (0: read in the training
-    process). The result does not depend on it."""
+    loader_workers: int = Field(0, ge=0)
+    """Streaming: processes that read tiles beside training; 0 reads them in the training
+    process (memory-mapped: enough when the CPU trains); on a GPU give 2-8 so reading
+    overlaps the steps. The result does not depend on it."""
     seed: int = 42
     """Random seed (weights, shuffling, augmentation)."""
     device: str = "auto"

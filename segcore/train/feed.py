@@ -205,7 +205,12 @@ def make_feed(
     else:
         feed = _stream_feed(ds, p, (train, val), tile, pre, ignore, device, layout, tiled)
     _check_feed(feed, p, where, global_batch, world_size)
-    how = "in memory" if memory else f"streamed from disk by {p.loader_workers} reader processes"
+    how = (
+        "in memory"
+        if memory
+        else "streamed from disk "
+        + (f"by {p.loader_workers} reader processes" if p.loader_workers else "in this process")
+    )
     why = "tiled mode" if tiled else f"data_loading {p.data_loading}"
     feed.summary = (
         f"training data: {how} ({why}; {len(train)} train and {len(val)} validation samples, "
