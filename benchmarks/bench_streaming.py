@@ -4,20 +4,21 @@ Prints, from one run on one machine:
 
 1. **Peak memory against the number of samples.** Tiled-mode datasets of ``--small``
    (default 1,000) and ``--large`` (default 10,000) samples of 512 x 512 pixels, each
-   trained for ``--steps`` updates on 256 x 256 tiles streamed by the reader processes
-   (``train.data_loading: streaming``, ``--memory-workers`` reader processes, default 2),
-   each in a fresh process. Printed: the peak
-   resident memory of the training process and of its reader processes, and the ratio
-   large / small (goal <= 1.2). Every sample is its own file, listed in the dataset table,
-   indexed from its header and read through its own path; to keep the disk use small the
-   files are hard links to ``--distinct`` (default 64) distinct preprocessed synthetic
-   pills, so the page cache, which is no process's memory, stays small as well.
+   trained for ``--steps`` updates on 256 x 256 tiles streamed from disk
+   (``train.data_loading: streaming``; ``--memory-workers`` reader processes, default 2),
+   each in a fresh process. Printed: the peak resident memory of the training process and
+   of its reader processes, and the ratio large / small (goal <= 1.2). Every sample is its
+   own file, listed in the dataset table, indexed from its header and read through its own
+   path; to keep the disk use small the files are hard links to ``--distinct`` (default
+   64) distinct preprocessed synthetic pills, so the page cache, which is no process's
+   memory, stays small as well.
 2. **Speed on the pill demo.** The demo's 160 pills at 256 x 256 in resize mode, trained
    ``--epochs`` epochs with the default ``train`` params, once from memory and once
-   streamed from the sample files (``--workers`` reader processes, default 0); samples/s over the training epochs (validation time
-   left out) and the ratio streaming / memory (goal >= 0.9); then the data path alone
-   (three epochs of batches, nothing trained): the in-memory gather and the streamed
-   reads, in the training process and by the reader processes.
+   streamed from the sample files (``--workers`` reader processes, default 0);
+   samples/s over the training epochs (validation time left out) and the ratio
+   streaming / memory (goal >= 0.9); then the data path alone (three epochs of batches,
+   nothing trained): the in-memory gather and the streamed reads, in the training process
+   and by 2 reader processes.
 
 Everything is generated into a temporary folder and deleted afterwards::
 
