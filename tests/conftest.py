@@ -55,6 +55,23 @@ def pills_preprocessed(pills_split: Path, tmp_path_factory: pytest.TempPathFacto
     return out / "dataset.parquet"
 
 
+TILE = 48
+"""Tile size (pixels) of the tiny tiled dataset: four tiles cover a 96 x 96 pill."""
+
+
+@pytest.fixture(scope="session")
+def pills_tiled(pills_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the tiny dataset preprocessed in tiled mode (native 96 x 96, 48 x 48 tiles)."""
+    from segcore.data.dldataset import DLDataset
+    from segcore.params import PreprocessParams
+    from segcore.preprocess.stage import preprocess_dataset
+
+    out = tmp_path_factory.mktemp("pills_tiled")
+    param = PreprocessParams(mode="tiled", image_width=TILE, image_height=TILE)
+    preprocess_dataset(DLDataset.load(pills_split), param, out, workers=1)
+    return out / "dataset.parquet"
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A sqlite MLflow store in a temporary folder, shared by the session (creating one takes

@@ -42,15 +42,27 @@ _SUBPIXEL = 4
 
 
 def render_pill_image(
-    rng: np.random.Generator, width: int, height: int, *, defects: bool = True
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    *,
+    defects: bool = True,
+    defect_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic photograph and its label.
+
+    Pills, tray and the length of cracks scale with the image (``min(width, height) / 256``).
+    The width of cracks and the size of contamination follow ``defect_scale`` (default: the
+    same scale): ``defect_scale=1`` on a 2048 x 1536 image gives hairline cracks 2-3 px wide
+    and pits of a few pixels on large pills, the defects that vanish when such an image is
+    resized to a network input.
 
     Returns:
         ``(image, label)``: ``(height, width, 3)`` uint8 RGB and ``(height, width)`` uint8
         class ids. With ``defects`` the label holds contamination, cracks or both.
     """
     scale = min(width, height) / 256.0
+    size = scale if defect_scale is None else defect_scale
     light = rng.uniform(0, 2 * np.pi)
     canvas = _tray(rng, width, height, light)
     label = np.zeros((height, width), dtype=np.uint8)
@@ -63,9 +75,9 @@ def render_pill_image(
         if defects and k == target:
             inner = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(2, round(4 * scale)))
             if kind in (0, 2):
-                _contamination(rng, canvas, label, inner, colour, scale)
+                _contamination(rng, canvas, label, inner, colour, size)
             if kind in (1, 2):
-                _crack(rng, canvas, label, inner, scale)
+                _crack(rng, canvas, label, inner, scale, size)
     sigma = rng.uniform(0.5, 0.85) * max(scale, 0.5)
     canvas = cv2.GaussianBlur(canvas, (0, 0), sigma)
     canvas += np.float32(rng.uniform(1.5, 4.0)) * rng.standard_normal(canvas.shape, np.float32)
@@ -225,10 +237,13 @@ def _crack(
     label: np.ndarray,
     inner: np.ndarray,
     scale: float,
+    width_scale: float,
 ) -> None:
-    """One or two dark jagged polylines (random walk), 2-3 px wide at 256 px."""
+    """One or two dark jagged polylines (random walk), 2-3 px wide at 256 px.
+
+    Their length grows with ``scale``, their width with ``width_scale``."""
     lines = np.zeros_like(inner)
-    thickness = max(2, round(rng.choice([2, 3], p=[0.4, 0.6]) * scale))
+    thickness = max(2, round(rng.choice([2, 3], p=[0.4, 0.6]) * width_scale))
     dist = cv2.distanceTransform(inner, cv2.DIST_L2, 3)
     core = (dist >= 0.5 * dist.max()).astype(np.uint8)
     for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))):

@@ -5,12 +5,18 @@ A sample file holds ``image`` ``(C, H, W)`` float32 (the network input), ``label
 segmentation image) and, for training samples, ``weight`` ``(H, W)`` float32 (HALCON's
 weight image). Loading is a memory copy, never an image decode; writing is atomic.
 String metadata (e.g. the hash of the inputs it was made from) rides in the file header.
+:func:`map_sample` maps a file's tensors into memory without reading them, so a tile of a
+large sample costs only the pages it touches (training on tiles streamed from disk).
 """
 
 from __future__ import annotations
 
+import json
+import mmap
 import os
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -63,6 +69,78 @@ def load_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise DatasetError(
             f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
         ) from None
+
+
+_DTYPES = {"F32": np.float32, "U16": np.uint16, "U8": np.uint8, "I64": np.int64}
+"""safetensors dtype names of the tensors a sample holds."""
+
+
+INFO_KEY = "segcore"
+"""The header metadata key under which the preprocess stage stores a sample's JSON info
+(input and sample hashes, ``class_counts`` per class id, ``split``)."""
+
+
+def _header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any]]:
+    """``(header bytes, header)`` of a safetensors file (the tensors are not read)."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return size, json.loads(f.read(size))
+
+
+def _unreadable(path: str | os.PathLike[str], err: Exception) -> DatasetError:
+    return DatasetError(
+        f"{path}: not a readable preprocessed sample ({err}); run `segcore preprocess` again"
+    )
+
+
+def sample_header(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """A sample's tensor shapes and its stored info (:data:`INFO_KEY`; ``{}`` if none),
+    from the file header alone.
+
+    Raises:
+        DatasetError: the file is missing or not a sample file.
+    """
+    try:
+        _, header = _header(path)
+        meta = header.pop("__metadata__", None) or {}
+        info = json.loads(meta[INFO_KEY]) if INFO_KEY in meta else {}
+        shapes = {k: tuple(int(n) for n in v["shape"]) for k, v in header.items()}
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
+        raise _unreadable(path, err) from None
+    return shapes, info
+
+
+def map_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A sample's tensors as read-only memory maps (nothing is read until it is indexed).
+
+    Same keys, shapes and dtypes as :func:`load_sample`; slicing a map reads only the
+    pages the slice covers, and the mapping ends when the arrays are dropped.
+
+    Raises:
+        DatasetError: the file is missing or not a sample file.
+    """
+    try:
+        with open(path, "rb") as f:
+            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        (size,) = struct.unpack_from("<Q", buffer)
+        header = json.loads(buffer[8 : 8 + size])
+        out = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            shape = tuple(int(n) for n in info["shape"])
+            dtype = np.dtype(_DTYPES[info["dtype"]])
+            count = int(np.prod(shape))
+            if end - begin != dtype.itemsize * count:
+                raise ValueError(f"tensor {key} has {end - begin} bytes for shape {shape}")
+            offset = 8 + size + begin
+            out[key] = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:
+        raise _unreadable(path, err) from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -93,6 +93,7 @@ def generate_pills(
     height: int = 256,
     defect_free_fraction: float = 0.2,
     seed: int = 42,
+    defect_scale: float | None = None,
 ) -> PillsSummary:
     """Write the synthetic pill dataset: ``images/pill_NNNN.png`` and ``labels/pill_NNNN.png``.
 
@@ -108,14 +109,22 @@ def generate_pills(
         defect_free_fraction: share of images without any defect (0..1); the number of
             defect-free images is ``round(defect_free_fraction * num_images)``.
         seed: random seed; the same seed gives byte-identical files.
+        defect_scale: width of cracks and size of contamination relative to a 256-pixel
+            image; ``None`` scales them with the image like everything else. ``1.0`` on
+            large images (e.g. 2048 x 1536) gives hairline cracks 2-3 px wide and pits a few
+            pixels across: the large-image demo of tiled mode.
     """
     _check_size(num_images, width, height, defect_free_fraction)
+    if defect_scale is not None and not defect_scale > 0:
+        raise ValueError(f"need defect_scale > 0 or None; got {defect_scale}")
     start = time.perf_counter()
     out = Path(out_dir)
     image_dir, label_dir = out / "images", out / "labels"
     free = _defect_free(np.random.default_rng(seed), num_images, defect_free_fraction)
     names = _pill_names(num_images)
-    pixels, images, num_clean = _write_pills(seed, width, height, free, names, image_dir, label_dir)
+    pixels, images, num_clean = _write_pills(
+        seed, (width, height, defect_scale), free, names, image_dir, label_dir
+    )
     _remove_stale((image_dir, label_dir), set(names))
     return PillsSummary(
         out_dir=out,
@@ -156,20 +165,26 @@ def _pill_names(num_images: int) -> list[str]:
 
 def _write_pills(
     seed: int,
-    width: int,
-    height: int,
+    size: tuple[int, int, float | None],
     free: np.ndarray,
     names: list[str],
     image_dir: Path,
     label_dir: Path,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Render and write every pair; ``(pixels per class, images per class, defect-free)``."""
+    """Render and write every pair; ``(pixels per class, images per class, defect-free)``.
+
+    ``size`` is ``(width, height, defect_scale)``."""
+    width, height, defect_scale = size
     pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
     images = np.zeros(len(CLASS_NAMES), dtype=np.int64)
     num_clean = 0
     for i in track(range(len(names)), "synth"):
         image, label = render_pill_image(
-            np.random.default_rng([seed, i]), width, height, defects=not free[i]
+            np.random.default_rng([seed, i]),
+            width,
+            height,
+            defects=not free[i],
+            defect_scale=defect_scale,
         )
         write_image_atomic(image_dir / names[i], image)
         write_image_atomic(label_dir / names[i], label)

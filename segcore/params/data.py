@@ -40,6 +40,10 @@ class SynthParams(Section):
     """Share of images with no defect at all."""
     seed: int = 42
     """Random seed; the same seed gives byte-identical files."""
+    defect_scale: float | None = Field(None, gt=0.0, allow_inf_nan=False)
+    """Width of cracks and size of contamination relative to a 256-pixel image; ``null``
+    scales them with the image. ``1.0`` with width 2048 and height 1536 gives the
+    large-image demo: hairline cracks 2-3 px wide and pits a few pixels across."""
 
 
 class DatasetParams(Section):

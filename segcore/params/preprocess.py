@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
-from segcore.common.constants import DomainHandling, NormalizationType
+from segcore.common.constants import MODE_TILED, DomainHandling, NormalizationType
 from segcore.params.base import ClassId, Problem, Section, duplicates, validate_with_rules
 
 IMAGENET_MEAN_255 = [123.675, 116.28, 103.53]
@@ -29,7 +29,7 @@ class PreprocessParams(Section):
     ``image_width x image_height`` cut from them (training) or slid over them (inference)."""
     scale: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     """Tiled mode: size of the stored samples relative to the original images (1.0: native
-    resolution). Ignored in resize mode."""
+    resolution); must stay 1.0 in resize mode."""
     image_width: int = Field(256, gt=0)
     """Network input width; resize mode: images are resized to it (aspect ratio not kept);
     tiled mode: the tile width."""
@@ -93,6 +93,14 @@ def _preprocess_rules(p: PreprocessParams, bad: set[str]) -> list[Problem]:
         out += _ignore_rules(p)
     if ok("normalization_type", "image_num_channels"):
         out += [(k, m) for k, m in _normalization_rules(p) if ok(k)]
+    if ok("mode", "scale") and p.mode != MODE_TILED and p.scale != 1.0:
+        out.append(
+            (
+                "scale",
+                f"is {p.scale} but only tiled mode stores samples at a scale (resize mode "
+                "resizes to image_width x image_height); set mode: tiled, or scale: 1.0",
+            )
+        )
     roi = p.domain_roi
     if ok("domain_roi") and roi is not None and (roi[0] > roi[2] or roi[1] > roi[3]):
         out.append(

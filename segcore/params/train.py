@@ -160,6 +160,18 @@ class TrainParams(Section):
     """Epochs whose bundle is kept under the ``epochs`` strategy."""
     augmentation: AugmentationParams = AugmentationParams()
     """Data augmentation."""
+    foreground_share: float = Field(0.33, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Tiled mode: share of the training tiles centred on a pixel of a rare class (every
+    class but the background and the ignore classes), nnU-Net's foreground oversampling;
+    the other tiles lie at random. Resize mode trains on whole images and ignores it."""
+    data_loading: Literal["auto", "memory", "streaming"] = "auto"
+    """``memory``: the splits are read into memory once (resize mode only); ``streaming``:
+    batches are read from the sample files by worker processes, memory does not grow with
+    the dataset; ``auto``: memory for resize-mode splits up to 2 GiB, else streaming."""
+    loader_workers: int = Field(0, ge=0)
+    """Streaming: processes that read tiles beside training; 0 reads them in the training
+    process (memory-mapped: enough when the CPU trains); on a GPU give 2-8 so reading
+    overlaps the steps. The result does not depend on it."""
     seed: int = 42
     """Random seed (weights, shuffling, augmentation)."""
     device: str = "auto"

@@ -20,5 +20,6 @@ def run_synth(params: Params, workdir: str | os.PathLike[str] = ".") -> StageRes
         height=p.height,
         defect_free_fraction=p.defect_free_fraction,
         seed=p.seed,
+        defect_scale=p.defect_scale,
     )
     return StageResult(str(summary).splitlines()[0], summary)

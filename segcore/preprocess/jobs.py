@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from segcore.common.constants import TRAIN
 from segcore.common.errors import DatasetError, SegcoreError
 from segcore.common.images import DEFAULT_LIMIT, PixelLimit, quiet_opencv, read_image, read_label
-from segcore.data.samples import read_metadata, save_sample
+from segcore.data.samples import INFO_KEY, read_metadata, save_sample
 from segcore.params import PreprocessParams
 from segcore.preprocess.class_weights import count_class_pixels, weight_image
 from segcore.preprocess.transforms import (
@@ -41,7 +41,7 @@ from segcore.preprocess.transforms import (
 SAMPLE_FORMAT = "segcore.sample/1"
 """Part of every hash: bump it when the preprocessing code changes its output."""
 
-METADATA_KEY = "segcore"
+METADATA_KEY = INFO_KEY
 """The sample file header key holding the JSON of :func:`stored_info`."""
 
 

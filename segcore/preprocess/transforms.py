@@ -19,6 +19,7 @@ import numpy as np
 
 from segcore.common.constants import (
     CROP_DOMAIN,
+    MODE_TILED,
     NORM_ALL_CHANNELS,
     NORM_CONSTANT_VALUES,
     NORM_FIRST_CHANNEL,
@@ -79,6 +80,20 @@ def crop_to_roi(array: np.ndarray, roi: Roi | None) -> np.ndarray:
             "fix domain_roi"
         )
     return array[row1 : row2 + 1, col1 : col2 + 1]
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def stored_size(param: PreprocessParams, width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` of the preprocessed sample of a ``width x height`` image.
+
+    Resize mode: the network input ``image_width x image_height``. Tiled mode: the image's
+    own size (after any region-of-interest crop) times ``scale``, rounded, at least 1.
+    """
+    if param.mode != MODE_TILED:
+        return param.image_width, param.image_height
+    return max(1, round(width * param.scale)), max(1, round(height * param.scale))
 
 
 # --------------------------------------------------------------------------- images
@@ -178,7 +193,9 @@ def preprocess_image(
             ``crop_domain`` (default: ``param.domain_roi``); ignored under ``full_domain``.
 
     Returns:
-        ``(C, image_height, image_width)`` float32, C = ``param.image_num_channels``.
+        ``(C, H, W)`` float32, C = ``param.image_num_channels``; ``H x W`` is
+        ``image_height x image_width`` in resize mode, the image's own size times ``scale``
+        in tiled mode (see :func:`stored_size`).
 
     Raises:
         DatasetError: unsupported shape or channel count, region outside the image.
@@ -193,7 +210,7 @@ def preprocess_image(
         )
     source_dtype = image.dtype
     image = crop_to_roi(image, resolve_roi(param, roi))
-    x = resize_image(image, param.image_width, param.image_height)
+    x = resize_image(image, *stored_size(param, image.shape[1], image.shape[0]))
     if x.shape[2] != param.image_num_channels:
         x = convert_channels(x.astype(np.float32), param.image_num_channels)
     # One copy, cast and transposed at once; normalizing it never touches the caller's array.
@@ -217,9 +234,18 @@ def preprocess_samples(
     Returns:
         ``(N, C, image_height, image_width)`` float32, identical to what the preprocess
         stage stores for the same images.
+
+    Raises:
+        ValueError: ``param.mode`` is ``tiled``: samples keep their own sizes there and do not
+            stack; call :func:`preprocess_image` per image.
     """
     if rois is not None and len(rois) != len(images):
         raise ValueError(f"{len(rois)} regions of interest for {len(images)} images")
+    if param.mode == MODE_TILED:
+        raise ValueError(
+            "preprocess_samples stacks images of the network input size (resize mode); in "
+            "tiled mode samples keep their own size: call preprocess_image per image"
+        )
     out = np.empty(
         (len(images), param.image_num_channels, param.image_height, param.image_width),
         dtype=np.float32,
@@ -265,7 +291,8 @@ def preprocess_label(
         roi: region of interest under ``crop_domain`` (default ``param.domain_roi``).
 
     Returns:
-        ``(image_height, image_width)`` uint16 class ids, background classes merged.
+        ``(H, W)`` uint16 class ids, background classes merged; the size of the image's
+        sample (:func:`stored_size`).
 
     Raises:
         DatasetError: not 2-D, region outside the image, values outside the class ids.
@@ -274,6 +301,7 @@ def preprocess_label(
         raise DatasetError(f"label image of shape {label.shape} is not 2-D (H, W)")
     label = crop_to_roi(label, resolve_roi(param, roi))
     check_label_values(label, [*class_ids, *param.ignore_class_ids])
-    out = resize_label(label.astype(np.uint16, copy=False), param.image_width, param.image_height)
+    size = stored_size(param, label.shape[1], label.shape[0])
+    out = resize_label(label.astype(np.uint16, copy=False), *size)
     lut = background_lut(param)
     return np.ascontiguousarray(out if lut is None else lut[out])

@@ -328,7 +328,12 @@ def _train_epoch(
     net.train()
     micro, steps = p.batch_size_multiplier, run.steps_per_epoch
     global_batch = p.batch_size * ctx.world_size
-    order = torch.randperm(len(run.train), generator=run.generator)  # same on every rank
+    plan = run.feed.epoch_plan(run.generator, epoch)  # the same on every rank
+    positions = [
+        distributed.rank_slice(torch.arange(start, start + global_batch), ctx.rank, ctx.world_size)
+        for start in range(0, steps * micro * global_batch, global_batch)
+    ]
+    batches = run.feed.train_batches(plan, positions)
     loss_sum = torch.zeros((), device=ctx.device)
     values: dict[str, float] = {}
     for it in range(steps):
@@ -336,11 +341,7 @@ def _train_epoch(
         values = solver_values(p, step / steps, steps)
         apply_values(run.optimizer, values)
         for m in range(micro):
-            start = (it * micro + m) * global_batch
-            idx = distributed.rank_slice(
-                order[start : start + global_batch], ctx.rank, ctx.world_size
-            )
-            x, y, w = _batch(run, idx, p, global_batch, ctx.rank * len(idx))
+            x, y, w = _augment(run, next(batches), p, global_batch, ctx.rank * p.batch_size)
             sync = contextlib.nullcontext()
             if ctx.distributed and m < micro - 1:
                 sync = net.no_sync()  # gradients are averaged across ranks once per update
@@ -376,15 +377,16 @@ def _end_epoch(
         cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
 
 
-def _batch(
-    run: Run, idx: torch.Tensor, p: TrainParams, global_batch: int, offset: int
+def _augment(
+    run: Run,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    p: TrainParams,
+    global_batch: int,
+    offset: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gather samples ``idx`` of the in-memory train split and distort them.
-
-    The split already lies on the training device in the network's memory layout, and
-    an index gather keeps both: no copy or conversion beyond the gather itself."""
-    assert run.train.weights is not None  # the train split always has weight images
-    x, y, w = run.train.images[idx], run.train.targets[idx], run.train.weights[idx]
+    """Distort a batch of the feed (already on the training device, in the network's
+    memory layout); rows ``offset ..`` of the global batch's random draws."""
+    x, y, w = batch
     return augment_batch(
         x,
         y,

@@ -1,6 +1,7 @@
 """Everything training needs before its first step, checked at once.
 
-:func:`prepare` reads the splits into memory, builds the model and the solver, restores
+:func:`prepare` indexes the splits and reads them into memory or prepares to stream
+them (segcore.train.feed), builds the model and the solver, restores
 a checkpoint when resuming, and raises every problem it finds (empty train split, a
 batch larger than the split, an input size the architecture cannot take, label values
 that do not match the class list, missing weight images, a checkpoint of another model)
@@ -10,14 +11,15 @@ checked against the architecture first, before any sample is read.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from segcore.common.constants import COL_BIT_DEPTH, TRAIN, VALIDATION
-from segcore.common.errors import DatasetError, ParamsError, Problems
+from segcore.common.constants import COL_BIT_DEPTH
+from segcore.common.errors import ParamsError, Problems
 from segcore.common.precision import ResolvedPrecision, resolve_precision
 from segcore.data.dldataset import DLDataset
 from segcore.model.config import BundleConfig
@@ -27,9 +29,12 @@ from segcore.params import TrainParams
 from segcore.train import distributed
 from segcore.train.augment import grey_value_scale
 from segcore.train.checkpoint import load_checkpoint
-from segcore.train.data import SplitData, check_preprocessed, load_split
+from segcore.train.data import check_preprocessed
+from segcore.train.feed import Feed, make_feed
 from segcore.train.loss import LossFn, make_loss, weighted_cross_entropy
 from segcore.train.solver import make_optimizer, solver_values
+
+log = logging.getLogger("segcore.train")
 
 RESUMABLE_CHANGES = frozenset(
     {
@@ -46,6 +51,8 @@ RESUMABLE_CHANGES = frozenset(
         "evaluation_interval_epochs",
         "time_budget",
         "early_stopping_patience",
+        "data_loading",
+        "loader_workers",
     }
 )
 """Train params that may differ between a checkpoint and the run that resumes it."""
@@ -58,8 +65,8 @@ class Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
-    train: SplitData
-    val: SplitData
+    feed: Feed
+    """Where batches come from: the splits in memory or tiles streamed from disk."""
     config: BundleConfig
     """The model contract (architecture, classes, ignore ids, preprocess parameters)."""
     steps_per_epoch: int
@@ -157,13 +164,12 @@ def prepare(
     if all(size):
         check_input_size(model, *size, channels)
     global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
-    train, val = _load_splits(ds, p, where, ignore, global_batch, ctx.world_size)
-    if train.image_size != (channels, *size):
-        check_input_size(model, *train.image_size[1:], train.image_size[0])
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
-    # On the training device and in the network's memory layout once: a batch is then
-    # an index gather that keeps both, with no copy or conversion per step.
-    train, val = (_to_device(d, ctx.device, layout) for d in (train, val))
+    feed = make_feed(ds, p, where, ctx.device, layout, global_batch, ctx.world_size)
+    if ctx.is_main:
+        log.info(feed.summary)
+    if feed.input_size != (channels, *size):
+        check_input_size(model, *feed.input_size[1:], feed.input_size[0])
     model.to(ctx.device, memory_format=layout)  # before the optimizer loads its state
     precision = resolve_precision(p.precision, ctx.device)
     config = BundleConfig(
@@ -178,10 +184,9 @@ def prepare(
         model=model,
         optimizer=make_optimizer(p, model),
         generator=torch.Generator().manual_seed(p.seed),
-        train=train,
-        val=val,
+        feed=feed,
         config=config,
-        steps_per_epoch=len(train) // global_batch,
+        steps_per_epoch=feed.units // global_batch,
         grey_scale=grey_value_scale(preprocess, channels),
         precision=precision,
         scaler=precision.grad_scaler(),
@@ -200,59 +205,6 @@ def _bit_depth(ds: DLDataset) -> int | None:
     return int(depths.pop()) if len(depths) == 1 else None
 
 
-def _load_splits(
-    ds: DLDataset,
-    p: TrainParams,
-    where: str,
-    ignore: list[int],
-    global_batch: int,
-    world_size: int,
-) -> tuple[SplitData, SplitData]:
-    """The train and validation splits in memory, after checking that training can use them.
-
-    Raises:
-        DatasetError: every problem with the splits, at once.
-    """
-    problems = Problems()
-    splits: dict[str, SplitData] = {}
-    for name in (TRAIN, VALIDATION):
-        try:
-            splits[name] = load_split(ds, name, with_weights=name == TRAIN, ignore_class_ids=ignore)
-        except DatasetError as err:
-            problems.extend(err.problems)
-    train, val = splits.get(TRAIN), splits.get(VALIDATION)
-    if train is not None and len(train) == 0:
-        problems.add(
-            f"{where}: the train split is empty; run `segcore split` with training_percent > 0"
-        )
-    elif train is not None and len(train) < global_batch:
-        problems.add(
-            f"the train split has {len(train)} samples, fewer than one update takes "
-            f"(batch_size {p.batch_size} x batch_size_multiplier {p.batch_size_multiplier} x "
-            f"{world_size} processes = {global_batch}); lower train.batch_size"
-        )
-    if val is not None and len(val) == 0 and p.early_stopping_patience is not None:
-        problems.add(
-            f"{where}: the validation split is empty, so train.early_stopping_patience has "
-            "nothing to compare; split with validation_percent > 0 or set it to null"
-        )
-    if val is not None and len(val) == 0 and "best" in p.serialization_strategies:
-        problems.add(
-            f"{where}: the validation split is empty, so the 'best' model cannot be chosen; "
-            "split with validation_percent > 0 or remove 'best' from serialization_strategies"
-        )
-    if train is not None and len(train):
-        _, h, w = train.image_size
-        if p.augmentation.rotate == 90 and h != w and p.augmentation.augmentation_percentage:
-            problems.add(
-                f"train.augmentation.rotate 90 needs square inputs, the samples are {w}x{h}; "
-                "set it to 180 or 0"
-            )
-    problems.raise_if_any(DatasetError, "training cannot start")
-    assert train is not None and val is not None
-    return train, val
-
-
 def _run_info(run: Run, ctx: distributed.DistContext) -> dict[str, Any]:
     """What a run reports at its start (log, MLflow tags)."""
     arch = run.config.architecture
@@ -261,9 +213,11 @@ def _run_info(run: Run, ctx: distributed.DistContext) -> dict[str, Any]:
         "encoder": arch["encoder"],
         "architecture": arch,
         "num_parameters": sum(t.numel() for t in run.model.parameters()),
-        "train_samples": len(run.train),
-        "validation_samples": len(run.val),
-        "input_size": list(run.train.image_size),
+        "train_samples": run.feed.train_samples,
+        "validation_samples": run.feed.val_samples,
+        "units_per_epoch": run.feed.units,
+        "input_size": list(run.feed.input_size),
+        "data_loading": run.feed.kind,
         "steps_per_epoch": run.steps_per_epoch,
         "processes": ctx.world_size,
         "device": str(ctx.device),
@@ -271,14 +225,6 @@ def _run_info(run: Run, ctx: distributed.DistContext) -> dict[str, Any]:
         "precision_native": run.precision.native,
         "resumed_from_epoch": run.epoch,
     }
-
-
-def _to_device(data: SplitData, device: torch.device, layout: torch.memory_format) -> SplitData:
-    return SplitData(
-        images=data.images.to(device).contiguous(memory_format=layout),
-        targets=data.targets.to(device),
-        weights=None if data.weights is None else data.weights.to(device),
-    )
 
 
 def _restore(run: Run, state: dict[str, Any], p: TrainParams, path: Path) -> None:

@@ -26,18 +26,22 @@ def validation_measures(
 ) -> dict[str, Any]:
     """Validation measures (segcore.evaluate.metrics) over every rank's share of the split.
 
+    In-memory splits are whole samples; streamed ones are read as a grid of
+    non-overlapping tiles that covers every validation image once (padding ignored), so
+    the measures are those of whole images, without blending across tile borders.
+
     Runs the plain module, not the DistributedDataParallel wrapper: ranks may hold
     different numbers of validation batches, and only the confusion matrix is shared."""
     model.eval()
     matrix = ConfusionMatrix(len(run.config.class_names), ctx.device)
-    mine = torch.arange(ctx.rank, len(run.val), ctx.world_size)
-    for chunk in mine.split(p.batch_size):
-        x = run.val.images[chunk].to(ctx.device)
-        logits = mask_ignored_logits(forward(model, x, run.precision), run.ignore_indices)
-        matrix.update(logits.argmax(1), run.val.targets[chunk])
+    for x, y, _ in run.feed.val_batches(ctx.rank, ctx.world_size, p.batch_size):
+        logits = mask_ignored_logits(
+            forward(model, x.to(ctx.device), run.precision), run.ignore_indices
+        )
+        matrix.update(logits.argmax(1), y)
     matrix.reduce_from_all_processes()
     model.train()
-    return matrix.compute() if len(run.val) else {}
+    return matrix.compute() if run.feed.val_units else {}
 
 
 def history_measures(measures: dict[str, Any] | None, class_names: list[str]) -> dict[str, Any]:

@@ -103,3 +103,32 @@ def test_invalid_arguments_are_refused(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ValueError):
         generate_pills(tmp_path, **(SMALL | bad))
     assert not (tmp_path / "images").exists()
+
+
+def _stroke_width(label: np.ndarray, class_id: int) -> float:
+    """Mean width of the class's strokes: 2 x area / perimeter (a long stroke of width w
+    and length l has area w l and perimeter about 2 l)."""
+    mask = (label == class_id).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    return 2 * float(mask.sum()) / sum(cv2.arcLength(c, True) for c in contours)
+
+
+def test_defect_scale_draws_hairlines_and_pits_on_large_images() -> None:
+    """The large-image parameter set: pills scale with the image, defects keep 256-px sizes."""
+    from segcore.data.pills import render_pill_image
+
+    found = {CRACK: [], CONTAMINATION: []}
+    for i in range(6):
+        _, big = render_pill_image(np.random.default_rng([11, i]), 768, 768)
+        _, thin = render_pill_image(np.random.default_rng([11, i]), 768, 768, defect_scale=1.0)
+        for cid in found:
+            if (thin == cid).any():
+                found[cid].append((_stroke_width(big, cid), _stroke_width(thin, cid), (thin == cid).mean()))
+    assert found[CRACK] and found[CONTAMINATION]
+    for wide, hair, share in found[CRACK]:
+        # Drawn 2-3 px thick (the estimate reads ~1.5 px more on jagged 8-connected lines)
+        # instead of 6-9 px.
+        assert hair <= 5.0 and wide >= 2 * hair
+        assert share < 0.01  # of the pixels: a rare class
+    for wide, pit, _ in found[CONTAMINATION]:
+        assert pit < wide and pit <= 8.0

@@ -16,7 +16,7 @@ from segcore.params import TrainParams
 from segcore.train.loop import train_model
 
 
-def test_one_info_line_per_epoch(
+def test_info_lines_on_the_data_and_precision_then_one_per_epoch(
     pills_preprocessed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     params = TrainParams(
@@ -32,9 +32,11 @@ def test_one_info_line_per_epoch(
     with caplog.at_level(logging.INFO, logger="segcore.train"):
         train_model(pills_preprocessed, params)
     lines = [r.getMessage() for r in caplog.records if r.name == "segcore.train"]
-    assert len(lines) == 2, lines
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("training data: in memory (data_loading auto; ")
+    assert lines[1].startswith("precision: fp32")
     pattern = r"epoch {}/2: loss \d+\.\d{{4}}, val mean_iou 0\.\d{{4}}, lr 0\.01, \d+\.\d s, ETA 0h00m\d\ds"
-    for epoch, line in enumerate(lines, 1):
+    for epoch, line in enumerate(lines[2:], 1):
         assert re.fullmatch(pattern.format(epoch), line), line
 
 
