@@ -14,59 +14,80 @@ from rich.table import Table
 
 out = Console()
 
+# The arguments and options of `segcore init`.
+ProjectOpt = Annotated[
+    Path, typer.Argument(help="The project folder to create (missing or empty).")
+]
+
+ImagesOpt = Annotated[
+    Path,
+    typer.Option("--images", help="Folder of images (PNG/JPEG/TIFF/BMP; sub-folders too)."),
+]
+
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option("--labels", help="Folder of label images: one channel, pixel value = class id."),
+]
+
+ExportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--export",
+        help="Instead of --labels: a labelling tool's export (COCO or Label Studio JSON, "
+        "CVAT XML, LabelMe folder); its label names become the classes.",
+    ),
+]
+
+ExportFormatOpt = Annotated[
+    str | None, typer.Option("--format", help="The export's format (default: recognised).")
+]
+
+ClassesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--class",
+        help="ID=NAME, once per class (e.g. --class 0=good --class 1=scratch); asked for "
+        "in a terminal when left out. With --export: tool label NAME -> class ID.",
+    ),
+]
+
+IgnoreIdsOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--ignore-class-id",
+        help="Label value left out of training and measures (e.g. 255 borders); repeatable.",
+    ),
+]
+
+LabelPrefixOpt = Annotated[str, typer.Option(help="Prefix of label file names.")]
+
+LabelSuffixOpt = Annotated[
+    str, typer.Option(help="Suffix of label file names, e.g. _label for a_label.png.")
+]
+
+IgnoreUnmatchedOpt = Annotated[
+    bool,
+    typer.Option(help="Leave out images without a label (and labels without an image)."),
+]
+
+NameOpt = Annotated[
+    str | None,
+    typer.Option(help="Project name: MLflow experiment and registered model (default: DIR)."),
+]
+
 
 def init(
-    project: Annotated[
-        Path, typer.Argument(help="The project folder to create (missing or empty).")
-    ],
-    images: Annotated[
-        Path,
-        typer.Option("--images", help="Folder of images (PNG/JPEG/TIFF/BMP; sub-folders too)."),
-    ],
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            "--labels", help="Folder of label images: one channel, pixel value = class id."
-        ),
-    ] = None,
-    export: Annotated[
-        Path | None,
-        typer.Option(
-            "--export",
-            help="Instead of --labels: a labelling tool's export (COCO or Label Studio JSON, "
-            "CVAT XML, LabelMe folder); its label names become the classes.",
-        ),
-    ] = None,
-    export_format: Annotated[
-        str | None, typer.Option("--format", help="The export's format (default: recognised).")
-    ] = None,
-    classes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--class",
-            help="ID=NAME, once per class (e.g. --class 0=good --class 1=scratch); asked for "
-            "in a terminal when left out. With --export: tool label NAME -> class ID.",
-        ),
-    ] = None,
-    ignore_ids: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--ignore-class-id",
-            help="Label value left out of training and measures (e.g. 255 borders); repeatable.",
-        ),
-    ] = None,
-    label_prefix: Annotated[str, typer.Option(help="Prefix of label file names.")] = "",
-    label_suffix: Annotated[
-        str, typer.Option(help="Suffix of label file names, e.g. _label for a_label.png.")
-    ] = "",
-    ignore_unmatched: Annotated[
-        bool,
-        typer.Option(help="Leave out images without a label (and labels without an image)."),
-    ] = False,
-    name: Annotated[
-        str | None,
-        typer.Option(help="Project name: MLflow experiment and registered model (default: DIR)."),
-    ] = None,
+    project: ProjectOpt,
+    images: ImagesOpt,
+    labels: LabelsOpt = None,
+    export: ExportOpt = None,
+    export_format: ExportFormatOpt = None,
+    classes: ClassesOpt = None,
+    ignore_ids: IgnoreIdsOpt = None,
+    label_prefix: LabelPrefixOpt = "",
+    label_suffix: LabelSuffixOpt = "",
+    ignore_unmatched: IgnoreUnmatchedOpt = False,
+    name: NameOpt = None,
 ) -> None:
     """Write a new pipeline project: the data checked and versioned by DVC, params.yaml with
     the classes found in the labels, dvc.yaml whose stages run `segcore <stage>`, the
