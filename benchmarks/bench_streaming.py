@@ -97,7 +97,7 @@ def child_memory(dataset: str, steps: int, workers: int) -> dict[str, Any]:
     import torch
 
     from segcore.train import distributed
-    from segcore.train.loop import _augment
+    from segcore.train.epoch import augment
     from segcore.train.loss import weighted_cross_entropy
     from segcore.train.setup import prepare
 
@@ -110,7 +110,7 @@ def child_memory(dataset: str, steps: int, workers: int) -> dict[str, Any]:
     positions = list(torch.arange(run.steps_per_epoch * p.batch_size).split(p.batch_size))
     start = time.perf_counter()
     for batch in itertools.islice(run.feed.train_batches(plan, positions), steps):
-        x, y, w = _augment(run, batch, p, p.batch_size, 0)
+        x, y, w = augment(run, batch, p, p.batch_size, 0)
         weighted_cross_entropy(run.model(x), y, w).backward()
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,5 @@
-"""Training (HALCON: train_dl_model): read top to bottom, it is the whole loop.
+"""Training (HALCON: train_dl_model): read top to bottom, with one epoch of updates in
+segcore.train.epoch, it is the whole loop.
 
 Per epoch the train split is reshuffled with a seeded generator and cut into
 ``floor(N / (batch_size * batch_size_multiplier * processes))`` updates; each update
@@ -23,7 +24,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,8 +40,6 @@ from segcore.common.progress import make_progress
 from segcore.data.dldataset import DLDataset
 from segcore.params import TrainParams
 from segcore.train import distributed
-from segcore.train.amp import backward, forward, optimizer_step
-from segcore.train.augment import augment_batch
 from segcore.train.bundles import (
     bundles_on_disk,
     epoch_bundle,
@@ -49,8 +48,8 @@ from segcore.train.bundles import (
     save_staged,
 )
 from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint, update_checkpoint
+from segcore.train.epoch import train_epoch
 from segcore.train.setup import Run, prepare
-from segcore.train.solver import apply_values, solver_values
 from segcore.train.stopping import Stopper, stop_line, stop_summary
 from segcore.train.validation import history_measures, validation_measures
 
@@ -253,7 +252,7 @@ class _Loop:
         """Train one epoch, evaluate when due, record the history row, save (rank 0)."""
         run, p, ctx, steps = self.run, self.p, self.ctx, self.run.steps_per_epoch
         t0, self.eval_seconds, self.measures = time.perf_counter(), 0.0, None
-        loss_sum, values, done = _train_epoch(run, self.net, p, ctx, epoch, self.after_update)
+        loss_sum, values, done = train_epoch(run, self.net, p, ctx, epoch, self.after_update)
         seconds = time.perf_counter() - t0 - self.eval_seconds
         calls = done * p.batch_size_multiplier * ctx.world_size
         loss = float(distributed.all_reduce_sum(loss_sum) / calls)
@@ -314,47 +313,6 @@ class _Loop:
         return result
 
 
-def _train_epoch(
-    run: Run,
-    net: torch.nn.Module,
-    p: TrainParams,
-    ctx: distributed.DistContext,
-    epoch: int,
-    after_update: Callable[[int, torch.Tensor], bool],
-) -> tuple[torch.Tensor, dict[str, float], int]:
-    """One epoch of updates on a fresh shuffle, until done or ``after_update`` says stop;
-    returns the summed batch losses (this rank), the solver values of the last update and
-    the number of updates."""
-    net.train()
-    micro, steps = p.batch_size_multiplier, run.steps_per_epoch
-    global_batch = p.batch_size * ctx.world_size
-    plan = run.feed.epoch_plan(run.generator, epoch)  # the same on every rank
-    positions = [
-        distributed.rank_slice(torch.arange(start, start + global_batch), ctx.rank, ctx.world_size)
-        for start in range(0, steps * micro * global_batch, global_batch)
-    ]
-    batches = run.feed.train_batches(plan, positions)
-    loss_sum = torch.zeros((), device=ctx.device)
-    values: dict[str, float] = {}
-    for it in range(steps):
-        step = epoch * steps + it
-        values = solver_values(p, step / steps, steps)
-        apply_values(run.optimizer, values)
-        for m in range(micro):
-            x, y, w = _augment(run, next(batches), p, global_batch, ctx.rank * p.batch_size)
-            sync = contextlib.nullcontext()
-            if ctx.distributed and m < micro - 1:
-                sync = net.no_sync()  # gradients are averaged across ranks once per update
-            with sync:
-                loss = run.loss(forward(net, x, run.precision), y, w)
-                backward(loss / micro, run.scaler)
-            loss_sum += loss.detach()
-        optimizer_step(run.optimizer, run.scaler)
-        if after_update(step, loss_sum / ((it + 1) * micro)):
-            return loss_sum, values, it + 1
-    return loss_sum, values, steps
-
-
 def _end_epoch(
     run: Run,
     p: TrainParams,
@@ -375,28 +333,6 @@ def _end_epoch(
     row = run.history[-1]
     for cb in callbacks:
         cb.on_epoch_end(run.epoch, {k: v for k, v in row.items() if _is_number(v)})
-
-
-def _augment(
-    run: Run,
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    p: TrainParams,
-    global_batch: int,
-    offset: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Distort a batch of the feed (already on the training device, in the network's
-    memory layout); rows ``offset ..`` of the global batch's random draws."""
-    x, y, w = batch
-    return augment_batch(
-        x,
-        y,
-        w,
-        p.augmentation,
-        run.generator,
-        run.grey_scale,
-        global_batch=global_batch,
-        offset=offset,
-    )
 
 
 def _is_number(value: Any) -> bool:
