@@ -28,7 +28,7 @@ from segcore.common.io import atomic_path
 
 if TYPE_CHECKING:
     from segcore.evaluate.calibrate import Sweep, Tradeoff
-    from segcore.evaluate.evaluation import EvaluatedSample
+    from segcore.evaluate.result import EvaluatedSample
 
 DPI = 100
 DIFF_COLORS = ((0, 0, 0), (255, 255, 255), IGNORE_COLOR)

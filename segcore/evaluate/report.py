@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segcore.common.constants import METRICS_FILE, REPORT_HTML, REPORT_MD
+from segcore.common.constants import COL_SAMPLE_FILE, METRICS_FILE, REPORT_HTML, REPORT_MD
 from segcore.common.io import write_json_atomic, write_text_atomic
 from segcore.data.dldataset import DLDataset
 from segcore.data.samples import load_sample
-from segcore.evaluate.evaluation import COL_SAMPLE_FILE, EvaluatedSample, EvaluationResult
 from segcore.evaluate.metrics import class_iou, class_pixel_accuracy
 from segcore.evaluate.plots import (
     plot_class_measures,
@@ -50,6 +49,7 @@ from segcore.evaluate.report_decisions import (
     rules_note,
 )
 from segcore.evaluate.resolution import Predictor, display_copy
+from segcore.evaluate.result import EvaluatedSample, EvaluationResult
 from segcore.infer.apply import SegModel
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from segcore.evaluate.calibrate import confidence_sweep
-from segcore.evaluate.evaluation import EvaluationResult
 from segcore.evaluate.plots import plot_message, plot_samples, plot_tradeoff
+from segcore.evaluate.result import EvaluationResult
 
 
 def _fmt(v: Any) -> str:
