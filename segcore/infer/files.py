@@ -111,17 +111,9 @@ def run_inference(
             (before anything is written).
     """
     out = check_out_dir(out_dir)
-    if model.tiled:
-        param = model.preprocess
-        check_overlap(tile_overlap, (param.image_height, param.image_width), "infer.tile_overlap")
-    files, missing = collect_inputs(inputs, out)
+    files, missing = _inputs(model, inputs, out, tile_overlap)
     summary = InferenceSummary(out, num_inputs=len(files) + len(missing), failed=list(missing))
     summary.rules = rules_source(model)
-    if not files:
-        raise SegcoreError(
-            f"no images found in {', '.join(map(str, inputs))}; pass image files or folders "
-            f"holding {', '.join(sorted(IMAGE_SUFFIXES))} files"
-        )
     out.mkdir(parents=True, exist_ok=True)
     # The model uses every core on a CPU: half of them (1 to 4) decode and write beside it.
     workers = workers or max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -145,6 +137,26 @@ def run_inference(
         summary.regions_parquet, summary.regions_csv = table.paths
         summary.images_parquet, summary.images_csv = images.paths
     return summary
+
+
+def _inputs(
+    model: SegModel,
+    inputs: Sequence[str | os.PathLike[str]],
+    out: Path,
+    tile_overlap: float,
+) -> tuple[list[InputFile], list]:
+    """The input files and the missing inputs, after the checks that come before any
+    write: the tile overlap (tiled models) and at least one image found."""
+    if model.tiled:
+        param = model.preprocess
+        check_overlap(tile_overlap, (param.image_height, param.image_width), "infer.tile_overlap")
+    files, missing = collect_inputs(inputs, out)
+    if not files:
+        raise SegcoreError(
+            f"no images found in {', '.join(map(str, inputs))}; pass image files or folders "
+            f"holding {', '.join(sorted(IMAGE_SUFFIXES))} files"
+        )
+    return files, missing
 
 
 @dataclass(frozen=True)

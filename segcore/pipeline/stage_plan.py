@@ -152,18 +152,8 @@ def run_plan(
     budget = plan_budget(params, budget)
     if not budget > 0:
         raise ParamsError(f"--budget {budget:g}: give the training time in seconds (> 0)")
-    key = "--dataset" if dataset is not None else "preprocess.dataset"
-    path = stage_path(workdir, dataset if dataset is not None else params.preprocess.dataset)
-    ds = load_split_dataset(path, key, params.split.out)
+    path, ds, fp = _fingerprint(params, workdir, dataset, report)
     pp = params.preprocess.param
-    limit = PixelLimit(params.dataset.max_image_pixels, "dataset.max_image_pixels")
-    fp = fingerprint_dataset(
-        ds,
-        ignore_class_ids=pp.ignore_class_ids,
-        seed=params.split.seed,
-        limit=limit,
-        report=report,
-    )
     from segcore.train.plan.machine import detect_machine, measure_step, model_multiple
     from segcore.train.plan.rules import plan_training
 
@@ -197,6 +187,28 @@ def run_plan(
     result = PlanResult(fp, machine, plan, diff_plan(params, plan), path)
     n = len(result.changes())
     return StageResult(f"Plan: {n} change{'s' * (n != 1)} to params.yaml proposed", result)
+
+
+def _fingerprint(
+    params: Params,
+    workdir: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | None,
+    report: Callable[[str], None] | None,
+) -> tuple[Path, DLDataset, DatasetFingerprint]:
+    """The dataset to plan on (``dataset``, else ``preprocess.dataset``), read and
+    fingerprinted."""
+    key = "--dataset" if dataset is not None else "preprocess.dataset"
+    path = stage_path(workdir, dataset if dataset is not None else params.preprocess.dataset)
+    ds = load_split_dataset(path, key, params.split.out)
+    limit = PixelLimit(params.dataset.max_image_pixels, "dataset.max_image_pixels")
+    fp = fingerprint_dataset(
+        ds,
+        ignore_class_ids=params.preprocess.param.ignore_class_ids,
+        seed=params.split.seed,
+        limit=limit,
+        report=report,
+    )
+    return path, ds, fp
 
 
 def _all_keys() -> list[str]:

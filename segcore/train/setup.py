@@ -151,18 +151,7 @@ def prepare(
     # cannot take is refused before any sample is read.
     channels = int(preprocess.get("image_num_channels", 3))
     size = (int(preprocess.get("image_height", 0)), int(preprocess.get("image_width", 0)))
-    torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
-    arch = architecture(p.model, len(ds.class_ids), channels, encoder=p.encoder, **p.model_kwargs)
-    model = create_model(
-        p.model,
-        len(ds.class_ids),
-        channels,
-        encoder=p.encoder,
-        encoder_weights=p.encoder_weights,
-        **p.model_kwargs,
-    )
-    if all(size):
-        check_input_size(model, *size, channels)
+    arch, model = _model(p, len(ds.class_ids), channels, size)
     global_batch = p.batch_size * p.batch_size_multiplier * ctx.world_size
     layout = torch.channels_last if p.channels_last else torch.contiguous_format
     feed = make_feed(ds, p, where, ctx.device, layout, global_batch, ctx.world_size)
@@ -197,6 +186,26 @@ def prepare(
     run.first_epoch = run.epoch
     run.info = _run_info(run, ctx)
     return run
+
+
+def _model(
+    p: TrainParams, num_classes: int, channels: int, size: tuple[int, int]
+) -> tuple[dict[str, Any], torch.nn.Module]:
+    """The architecture and a new model of it (seeded by ``train.seed``), checked on the
+    input ``size`` when the dataset states one."""
+    torch.manual_seed(p.seed)  # inside train_model's fork_rng: the caller's RNG is untouched
+    arch = architecture(p.model, num_classes, channels, encoder=p.encoder, **p.model_kwargs)
+    model = create_model(
+        p.model,
+        num_classes,
+        channels,
+        encoder=p.encoder,
+        encoder_weights=p.encoder_weights,
+        **p.model_kwargs,
+    )
+    if all(size):
+        check_input_size(model, *size, channels)
+    return arch, model
 
 
 def _bit_depth(ds: DLDataset) -> int | None:

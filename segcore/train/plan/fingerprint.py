@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -130,17 +131,8 @@ def fingerprint_dataset(
         DatasetError: the dataset has no split or no train sample, or a label image
             cannot be read.
     """
-    if not dataset.has_split:
-        raise DatasetError(
-            "the dataset has no split; run `segcore split` and plan on its output (split.out)"
-        )
     samples = dataset.samples
-    train = dataset.split(TRAIN)
-    if train.empty:
-        raise DatasetError(
-            "the train split is empty; raise split.training_percent and run `segcore split "
-            "--overwrite`"
-        )
+    train = _train_split(dataset)
     ignore = {int(i) for i in ignore_class_ids}
     keep = [k for k, c in enumerate(dataset.class_ids) if c not in ignore]
     counts = dataset.pixel_counts(train)[:, keep]  # (N_train, K')
@@ -162,22 +154,44 @@ def fingerprint_dataset(
         _class_fingerprint(cid, name, counts[:, k], total, sizes.get(cid, ([], [])))
         for k, (cid, name) in enumerate(zip(ids, names, strict=True))
     ]
-    widths, heights = samples[COL_WIDTH].to_numpy(), samples[COL_HEIGHT].to_numpy()
-    channels = int(samples[COL_CHANNELS].max()) if COL_CHANNELS in samples else 3
     return DatasetFingerprint(
-        num_samples=len(samples),
-        split_counts={str(k): int(v) for k, v in samples["split"].value_counts().items()},
-        width=int(np.median(widths)),
-        height=int(np.median(heights)),
-        min_side=int(min(widths.min(), heights.min())),
-        max_side=int(max(widths.max(), heights.max())),
-        same_size=bool((widths == widths[0]).all() and (heights == heights[0]).all()),
-        channels=channels,
+        **_size_fields(samples),
         background_id=background,
         classes=classes,
         sampled_images=len(rows),
         ignore_class_ids=sorted(ignore),
     )
+
+
+def _train_split(dataset: DLDataset) -> pd.DataFrame:
+    """The train split's samples; no split or an empty one is a ``DatasetError``."""
+    if not dataset.has_split:
+        raise DatasetError(
+            "the dataset has no split; run `segcore split` and plan on its output (split.out)"
+        )
+    train = dataset.split(TRAIN)
+    if train.empty:
+        raise DatasetError(
+            "the train split is empty; raise split.training_percent and run `segcore split "
+            "--overwrite`"
+        )
+    return train
+
+
+def _size_fields(samples: pd.DataFrame) -> dict[str, Any]:
+    """The fingerprint's sample counts, image sizes and channels, from the table."""
+    widths, heights = samples[COL_WIDTH].to_numpy(), samples[COL_HEIGHT].to_numpy()
+    channels = int(samples[COL_CHANNELS].max()) if COL_CHANNELS in samples else 3
+    return {
+        "num_samples": len(samples),
+        "split_counts": {str(k): int(v) for k, v in samples["split"].value_counts().items()},
+        "width": int(np.median(widths)),
+        "height": int(np.median(heights)),
+        "min_side": int(min(widths.min(), heights.min())),
+        "max_side": int(max(widths.max(), heights.max())),
+        "same_size": bool((widths == widths[0]).all() and (heights == heights[0]).all()),
+        "channels": channels,
+    }
 
 
 def _sample_rows(
