@@ -71,11 +71,12 @@ def read_pairs(pairs: list[Pair], reading: Reading, problems: Problems) -> list[
     return rows
 
 
-def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
-    """One sample's row, or the problems of its two files."""
-    errors: list[str] = []
+def _read_files(
+    pair: Pair, reading: Reading, errors: list[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The image and the label image of ``pair`` (``None`` where unreadable); their
+    problems go to ``errors``."""
     image = label = None
-    class_ids = reading.class_ids
     try:
         image = read_image(pair.image, reading.limit)
     except DatasetError as err:
@@ -90,6 +91,14 @@ def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
             label = read_label(pair.label, reading.limit)
         except DatasetError as err:
             errors.extend(err.problems)
+    return image, label
+
+
+def _read_pair(pair: Pair, reading: Reading) -> tuple[dict | None, list[str]]:
+    """One sample's row, or the problems of its two files."""
+    errors: list[str] = []
+    class_ids = reading.class_ids
+    image, label = _read_files(pair, reading, errors)
     if image is None or label is None:
         return None, errors
     height, width = image.shape[:2]
