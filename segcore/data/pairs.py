@@ -20,11 +20,11 @@ from segcore.common.constants import (
     COL_WIDTH,
     PIXEL_COUNT_PREFIX,
 )
-from segcore.data.roi import read_roi
 from segcore.common.errors import DatasetError, Problems
 from segcore.common.images import LABEL_SUFFIXES, PixelLimit, read_image, read_label
 from segcore.common.progress import track
 from segcore.data.labels import value_counts
+from segcore.data.roi import read_roi
 from segcore.params import MAX_CLASS_ID
 
 

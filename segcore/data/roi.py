@@ -47,7 +47,9 @@ def parse_roi(value: Any, where: str, size: tuple[int, int] | None = None) -> Ro
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise DatasetError(f"{where}: not JSON ({err}); write [row1, col1, row2, col2]") from None
+            raise DatasetError(
+                f"{where}: not JSON ({err}); write [row1, col1, row2, col2]"
+            ) from None
     if isinstance(value, dict):
         value = value.get("domain_roi")
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -13,8 +13,8 @@ from helpers.images import huge_png
 from PIL import Image
 
 from segcore.common.constants import COL_IMAGE_FILE, COL_IMAGE_ID, COL_LABEL_FILE
-from segcore.data.read import read_dataset
 from segcore.common.errors import DatasetError
+from segcore.data.read import read_dataset
 
 CLASSES = (["good", "contamination", "crack"], [0, 1, 2])
 

@@ -17,15 +17,15 @@ import pytest
 import yaml
 from helpers.cli import run_segcore
 
-from segcore.preprocess.class_weights import calculate_class_weights
-from segcore.data.dldataset import DLDataset
 from segcore.common.errors import DatasetError, ParamsError
 from segcore.common.images import read_image, write_image_atomic
 from segcore.common.parallel import WorkerPool
-from segcore.params import ClassWeightParams, PreprocessParams
-from segcore.preprocess.stage import preprocess_dataset, preprocess_samples, run_preprocess
-from segcore.preprocess.jobs import stored_info
+from segcore.data.dldataset import DLDataset
 from segcore.data.samples import load_sample
+from segcore.params import ClassWeightParams, PreprocessParams
+from segcore.preprocess.class_weights import calculate_class_weights
+from segcore.preprocess.jobs import stored_info
+from segcore.preprocess.stage import preprocess_dataset, preprocess_samples, run_preprocess
 
 CLASS_IDS = [0, 1, 2]
 SPLITS = ["train", "train", "validation", "train", "test", "train", "validation", "train"]

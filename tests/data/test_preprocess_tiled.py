@@ -126,7 +126,7 @@ def test_samples_can_be_memory_mapped(ds: DLDataset, tmp_path: Path) -> None:
         assert not mapped[key].flags.writeable and mapped[key].dtype == value.dtype
         np.testing.assert_array_equal(mapped[key], value)
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00")
-    with pytest.raises(DatasetError, match="junk.safetensors: not a readable"):
+    with pytest.raises(DatasetError, match=r"junk\.safetensors: not a readable"):
         map_sample(tmp_path / "junk.safetensors")
 
 

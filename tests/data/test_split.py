@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segcore.common.constants import SPLITS
-from segcore.data.dldataset import DLDataset
 from segcore.common.errors import DatasetError, ParamsError
+from segcore.data.dldataset import DLDataset
 from segcore.data.split import split_dataset
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from segcore.data.dldataset import DLDataset
 from segcore.common.errors import ParamsError
+from segcore.data.dldataset import DLDataset
 from segcore.data.stats import dataset_stats, print_stats, write_stats
 
 

@@ -123,7 +123,9 @@ def test_defect_scale_draws_hairlines_and_pits_on_large_images() -> None:
         _, thin = render_pill_image(np.random.default_rng([11, i]), 768, 768, defect_scale=1.0)
         for cid in found:
             if (thin == cid).any():
-                found[cid].append((_stroke_width(big, cid), _stroke_width(thin, cid), (thin == cid).mean()))
+                found[cid].append(
+                    (_stroke_width(big, cid), _stroke_width(thin, cid), (thin == cid).mean())
+                )
     assert found[CRACK] and found[CONTAMINATION]
     for wide, hair, share in found[CRACK]:
         # Drawn 2-3 px thick (the estimate reads ~1.5 px more on jagged 8-connected lines)
