@@ -9,8 +9,8 @@ computes the class weights and writes ``dataset.parquet`` at the end, so the fil
 byte-identical to a local run (see :mod:`segcore.preprocess.stage`). The cluster's workers need
 segcore installed and the data paths mounted where this process sees them.
 
-(Not ``flows/distributed.py``: a deployment loads ``flows/pipeline.py`` by its path, which
-puts ``flows/`` on ``sys.path``, where such a module would shadow Dask's ``distributed``.)
+(Not ``flows/distributed.py``: were ``flows/pipeline.py`` ever loaded by its path, ``flows/``
+would be on ``sys.path``, where such a module would shadow Dask's ``distributed``.)
 """
 
 from __future__ import annotations

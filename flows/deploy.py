@@ -32,13 +32,11 @@ from segcore.tracking.run import find_repo_root
 from . import tool
 from .pipeline import segmentation_pipeline
 
-ENTRYPOINT = (
-    "flows/pipeline.py:segmentation_pipeline"
-    if __package__ == "flows"
-    else f"{__package__}.pipeline.segmentation_pipeline"
-)
-"""The flow a deployment runs: this repository's ``flows/pipeline.py``, or in a project that
-``segcore init`` wrote (no ``flows/`` folder there) the installed module."""
+ENTRYPOINT = f"{__package__}.pipeline.segmentation_pipeline"
+"""The flow a deployment runs, by module: ``flows.pipeline`` in this repository (the worker
+runs in its checkout), ``segcore.flows.pipeline`` in a project that ``segcore init`` wrote.
+A module path, not the file ``flows/pipeline.py``: loaded by its file path the flow's
+modules would get names that Dask's workers cannot import (``pipeline.cluster``)."""
 
 
 def deploy(
