@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 
 from segcore.common.errors import EXIT_USER_ERROR, ParamsError, SegcoreError
@@ -80,8 +81,15 @@ def deploy(
     if image is None:
         flow = segmentation_pipeline.from_source(source=str(root), entrypoint=ENTRYPOINT)
         return flow.deploy(**options)
-    # The image was built beforehand; its working directory is the repository.
-    return segmentation_pipeline.deploy(image=image, build=False, push=False, **options)
+    # The image was built beforehand; its working directory is the repository. The flow is
+    # named by module there too (ENTRYPOINT).
+    return segmentation_pipeline.deploy(
+        image=image,
+        build=False,
+        push=False,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        **options,
+    )
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
