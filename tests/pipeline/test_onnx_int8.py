@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from helpers.cli import run_segcore
+from helpers.training import tiny_params
 
 from segcore.common.constants import ONNX_FILE
 from segcore.data.dldataset import DLDataset
@@ -23,7 +24,6 @@ from segcore.infer.quantize import (
 )
 from segcore.model.bundle import load_bundle
 from segcore.train.loop import train_model
-from tests.pipeline.test_train import tiny_params
 
 
 @pytest.fixture(scope="module")

@@ -3,59 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import torch
+from helpers.training import TINY_MODEL, Recorder, tiny_params
 
 from segcore.common.constants import BUNDLE_CONFIG, BUNDLE_WEIGHTS
 from segcore.common.errors import ParamsError
 from segcore.data.dldataset import DLDataset
 from segcore.model.bundle import load_bundle
 from segcore.model.factory import create_model
-from segcore.params import TrainParams
 from segcore.train.checkpoint import CHECKPOINT_FILE
-from segcore.train.loop import TrainResult, train_model
-
-TINY_MODEL = {"base_channels": 8, "depth": 2}
-
-
-def tiny_params(tmp_path: Path, **changes: Any) -> TrainParams:
-    """Small and quick: 64 x 64 inputs, a narrow compact model, batch 4, CPU."""
-    values: dict[str, Any] = {
-        "out_dir": str(tmp_path / "models"),
-        "history": str(tmp_path / "reports" / "train_history.csv"),
-        "model_kwargs": TINY_MODEL,
-        "batch_size": 4,
-        "learning_rate": 0.01,
-        "num_epochs": 3,
-        "device": "cpu",
-        "num_threads": 1,
-    }
-    return TrainParams(**(values | changes))
-
-
-class Recorder:
-    """A callback that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.info: dict[str, Any] = {}
-        self.epochs: list[tuple[int, dict[str, float]]] = []
-        self.evaluations: list[tuple[float, dict[str, Any]]] = []
-        self.result: TrainResult | None = None
-
-    def on_train_start(self, info: dict[str, Any]) -> None:
-        self.info = info
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.epochs.append((epoch, metrics))
-
-    def on_train_end(self, result: TrainResult) -> None:
-        self.result = result
-
-    def on_evaluation(self, epoch: float, measures: dict[str, Any]) -> None:
-        self.evaluations.append((epoch, measures))
+from segcore.train.loop import train_model
 
 
 def _weights(bundle: Path) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from helpers.cli import run_segcore
+from helpers.training import Recorder, tiny_params
 from mlflow import MlflowClient
 
 from segcore.common.errors import ParamsError
@@ -21,7 +22,6 @@ from segcore.params import Params, TrackingParams
 from segcore.tracking import run as tracking
 from segcore.train.checkpoint import CHECKPOINT_FILE
 from segcore.train.loop import TrainResult, train_model
-from tests.pipeline.test_train import Recorder, tiny_params
 
 
 def _train_bf16(dataset: Path, root: Path, resume: bool = False, **changes: Any) -> TrainResult:
