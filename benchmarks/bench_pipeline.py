@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from segcore.params import update_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 600.0
@@ -65,16 +65,6 @@ def copy_working_tree(dest: Path) -> None:
     subprocess.run([*git, "commit", "-qm", "benchmark copy"], cwd=dest, check=True)
 
 
-def set_params(params_file: Path, values: dict[tuple[str, ...], object]) -> None:
-    params = yaml.safe_load(params_file.read_text())
-    for keys, value in values.items():
-        node = params
-        for key in keys[:-1]:
-            node = node[key]
-        node[keys[-1]] = value
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def run_pipeline(repo: Path, threads: int | None) -> float:
     """``python -m flows.run`` in ``repo``; returns its wall time in seconds."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -82,7 +72,7 @@ def run_pipeline(repo: Path, threads: int | None) -> float:
     env.setdefault("SEGCORE_PROGRESS", "0")
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        set_params(
+        update_params_file(
             repo / "params.yaml",
             {("preprocess", "workers"): threads, ("train", "num_threads"): threads},
         )
@@ -133,7 +123,7 @@ def main() -> int:
         repo = work / "segcore"
         copy_working_tree(repo)
         if args.quick:
-            set_params(repo / "params.yaml", QUICK)
+            update_params_file(repo / "params.yaml", QUICK)
         seconds = run_pipeline(repo, args.threads)
         ok = report(repo, seconds, args.quick)
     finally:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from segcore.common.errors import DatasetError
+from segcore.data.dldataset import DLDataset
 from segcore.data.read import read_dataset
 from segcore.data.split import split_dataset
 from segcore.train.plan import fingerprint_dataset
@@ -39,7 +40,8 @@ def _labels() -> list[np.ndarray]:
     return out
 
 
-def test_fingerprint_of_hand_drawn_defects(tmp_path: Path) -> None:
+def _hand_drawn(tmp_path: Path) -> DLDataset:
+    """The images of :func:`_labels`, all in the train split; 255 is ignored."""
     _write(tmp_path, _labels())
     ds = read_dataset(
         tmp_path / "images",
@@ -48,7 +50,11 @@ def test_fingerprint_of_hand_drawn_defects(tmp_path: Path) -> None:
         [0, 1, 2],
         ignore_class_ids=[255],
     )
-    ds = split_dataset(ds, training_percent=100.0, validation_percent=0.0)
+    return split_dataset(ds, training_percent=100.0, validation_percent=0.0)
+
+
+def test_fingerprint_of_hand_drawn_defects(tmp_path: Path) -> None:
+    ds = _hand_drawn(tmp_path)
     lines: list[str] = []
     fp = fingerprint_dataset(ds, ignore_class_ids=[255], report=lines.append)
     assert (fp.width, fp.height, fp.same_size, fp.channels) == (40, 30, True, 3)
@@ -70,15 +76,7 @@ def test_fingerprint_of_hand_drawn_defects(tmp_path: Path) -> None:
 
 
 def test_the_label_images_read_are_bounded(tmp_path: Path) -> None:
-    _write(tmp_path, _labels())
-    ds = read_dataset(
-        tmp_path / "images",
-        tmp_path / "labels",
-        ["good", "scratch", "blob"],
-        [0, 1, 2],
-        ignore_class_ids=[255],
-    )
-    ds = split_dataset(ds, training_percent=100.0, validation_percent=0.0)
+    ds = _hand_drawn(tmp_path)
     fp = fingerprint_dataset(ds, ignore_class_ids=[255], max_images=2, report=lambda _: None)
     assert fp.sampled_images == 2
     # One image of each defect class, the rarest (scratch) first: both classes measured.

@@ -106,19 +106,19 @@ BUNDLE_SIZE = 32
 """Network input size (pixels) of :func:`make_bundle`."""
 
 
-def make_bundle(directory: Path, seed: int = 0) -> Path:
-    """A small compact U-Net with random weights; class id 9 is an ignore class."""
+def make_bundle(directory: Path, seed: int = 0, **preprocess: Any) -> Path:
+    """A small compact U-Net with random weights, 32 x 32 inputs; class id 9 is an ignore
+    class. ``preprocess`` changes its preprocessing parameters."""
     torch.manual_seed(seed)
     kwargs = {"base_channels": 4, "depth": 2}
     module = create_model("compact", 4, 3, **kwargs)
+    param = {"image_width": BUNDLE_SIZE, "image_height": BUNDLE_SIZE, "ignore_class_ids": [9]}
     config = BundleConfig(
         architecture=architecture("compact", 4, 3, **kwargs),
         class_ids=[0, 1, 2, 9],
         class_names=["good", "contamination", "crack", "unknown"],
         ignore_class_ids=[9],
-        preprocess_param=PreprocessParams(
-            image_width=BUNDLE_SIZE, image_height=BUNDLE_SIZE, ignore_class_ids=[9]
-        ).model_dump(),
+        preprocess_param=PreprocessParams(**(param | preprocess)).model_dump(),
     )
     return save_bundle(directory, module, config)
 
@@ -128,22 +128,6 @@ TILE_SIZE = 32
 
 
 def make_tiled_bundle(directory: Path, scale: float = 1.0, seed: int = 0) -> Path:
-    """A small compact U-Net bundle of a tiled model (``mode: tiled``, 32 x 32 tiles at
-    ``scale``), random weights; class id 9 is an ignore class."""
-    torch.manual_seed(seed)
-    kwargs = {"base_channels": 4, "depth": 2}
-    module = create_model("compact", 4, 3, **kwargs)
-    config = BundleConfig(
-        architecture=architecture("compact", 4, 3, **kwargs),
-        class_ids=[0, 1, 2, 9],
-        class_names=["good", "contamination", "crack", "unknown"],
-        ignore_class_ids=[9],
-        preprocess_param=PreprocessParams(
-            mode="tiled",
-            scale=scale,
-            image_width=TILE_SIZE,
-            image_height=TILE_SIZE,
-            ignore_class_ids=[9],
-        ).model_dump(),
-    )
-    return save_bundle(directory, module, config)
+    """:func:`make_bundle` of a tiled model (``mode: tiled``, 32 x 32 tiles at ``scale``)."""
+    size = {"image_width": TILE_SIZE, "image_height": TILE_SIZE}
+    return make_bundle(directory, seed, mode="tiled", scale=scale, **size)

@@ -1,10 +1,19 @@
-"""Tiny training runs: small quick train params and a callback that records a run."""
+"""Tiny training runs: small quick train params, a callback that records a run, and two
+processes under torchrun."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pytest
+import torch
+
+from segcore.model.bundle import load_bundle
 from segcore.params import TrainParams
 from segcore.train.loop import TrainResult
 
@@ -46,3 +55,38 @@ class Recorder:
 
     def on_evaluation(self, epoch: float, measures: dict[str, Any]) -> None:
         self.evaluations.append((epoch, measures))
+
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+def torchrun_train(params_file: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``segcore train -p PARAMS_FILE`` in two CPU processes under torchrun (gloo), one
+    thread each; fails the test when it fails."""
+    command = [str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "segcore.cli"]
+    done = subprocess.run(
+        [*command, "train", "-p", str(params_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,  # the run's MLflow store goes here
+        env={**os.environ, "SEGCORE_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def assert_trained_alike(
+    history: Path, models: Path, single: TrainResult, single_models: Path
+) -> None:
+    """The run of ``history`` / ``models`` trained what ``single`` did: the same first loss
+    and validation mean IoU, and final weights equal up to the order of float sums."""
+    ran = pd.read_csv(history)
+    assert ran["loss"].iloc[0] == pytest.approx(single.history["loss"].iloc[0], rel=1e-4)
+    assert ran["val_mean_iou"].iloc[0] == pytest.approx(
+        single.history["val_mean_iou"].iloc[0], abs=1e-3
+    )
+    one = load_bundle(single_models / "final")[0].state_dict()
+    two = load_bundle(models / "final")[0].state_dict()
+    for key, value in one.items():
+        torch.testing.assert_close(two[key], value, rtol=1e-3, atol=1e-4, msg=key)

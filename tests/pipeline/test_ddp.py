@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
-import torch
 import yaml
+from helpers.training import TORCHRUN, assert_trained_alike, torchrun_train
 
-from segcore.model.bundle import load_bundle
 from segcore.params import TrainParams
 from segcore.train.checkpoint import CHECKPOINT_FILE
 from segcore.train.loop import train_model
-
-TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 def _params(tmp_path: Path, batch_size: int) -> dict[str, Any]:
@@ -49,37 +42,14 @@ def test_two_processes_match_one_process_on_the_same_global_batch(
     params_file = tmp_path / "params.yaml"
     train = _params(ddp_dir, 2) | {"dataset": str(pills_preprocessed)}
     params_file.write_text(yaml.safe_dump({"train": train}))
-    done = subprocess.run(
-        [
-            str(TORCHRUN),
-            "--nproc_per_node=2",
-            "--standalone",
-            "-m",
-            "segcore.cli",
-            "train",
-            "-p",
-            str(params_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,  # the run's MLflow store goes here
-        env={**os.environ, "SEGCORE_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun_train(params_file, tmp_path)
     assert done.stdout.count("Train: 1 epochs") == 1  # rank 0 alone reports and writes
     written = {p.name for p in (ddp_dir / "models").iterdir()}
     assert {"best", "final", CHECKPOINT_FILE} <= written
     assert not [name for name in written if name.startswith(".")]  # no half-written leftovers
 
-    history = pd.read_csv(ddp_dir / "history.csv")
-    assert history["loss"].iloc[0] == pytest.approx(single.history["loss"].iloc[0], rel=1e-4)
-    assert history["val_mean_iou"].iloc[0] == pytest.approx(
-        single.history["val_mean_iou"].iloc[0], abs=1e-3
-    )
     # Float sums in another order (per-rank losses, gradient averaging) leave ~1e-5
     # differences after three steps; a wrong shard or augmentation would leave ~1e-2.
-    one = load_bundle(tmp_path / "one" / "models" / "final")[0].state_dict()
-    two = load_bundle(ddp_dir / "models" / "final")[0].state_dict()
-    for key, value in one.items():
-        torch.testing.assert_close(two[key], value, rtol=1e-3, atol=1e-4, msg=key)
+    assert_trained_alike(
+        ddp_dir / "history.csv", ddp_dir / "models", single, tmp_path / "one" / "models"
+    )

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import training
 from helpers.cli import run_segcore
 from mlflow import MlflowClient
 
@@ -21,18 +22,9 @@ from segcore.train.loop import train_model
 
 
 def tiny_params(tmp_path: Path, **changes: Any) -> TrainParams:
-    values: dict[str, Any] = {
-        "out_dir": str(tmp_path / "models"),
-        "history": str(tmp_path / "reports" / "train_history.csv"),
-        "model_kwargs": {"base_channels": 8, "depth": 2},
-        "batch_size": 4,
-        "learning_rate": 0.01,
-        "num_epochs": 2,
-        "device": "cpu",
-        "num_threads": 1,
-        "augmentation": {"augmentation_percentage": 0},
-    }
-    return TrainParams(**(values | changes))
+    """The shared tiny parameters, 2 epochs, no augmentation."""
+    values = {"num_epochs": 2, "augmentation": {"augmentation_percentage": 0}}
+    return training.tiny_params(tmp_path, **(values | changes))
 
 
 def test_every_loss_trains_and_is_recorded_in_the_bundle(

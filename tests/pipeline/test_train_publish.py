@@ -10,24 +10,11 @@ from typing import Any
 
 import pytest
 import torch
+from helpers.training import tiny_params
 
 from segcore.model.bundle import load_bundle
-from segcore.params import TrainParams
 from segcore.train.bundles import STAGING_DIR
 from segcore.train.loop import TrainResult, train_model
-
-
-def tiny_params(tmp_path: Path, **changes: Any) -> TrainParams:
-    values: dict[str, Any] = {
-        "out_dir": str(tmp_path / "models"),
-        "history": str(tmp_path / "reports" / "train_history.csv"),
-        "model_kwargs": {"base_channels": 8, "depth": 2},
-        "batch_size": 4,
-        "learning_rate": 0.01,
-        "device": "cpu",
-        "num_threads": 1,
-    }
-    return TrainParams(**(values | changes))
 
 
 class Interrupt(Exception):

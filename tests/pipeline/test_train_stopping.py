@@ -4,9 +4,6 @@ valid best model) and early stopping's patience (kept across a resume)."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers.training import TORCHRUN, tiny_params, torchrun_train
 
 from segcore.common.errors import ParamsError
 from segcore.model.bundle import load_bundle
@@ -24,19 +22,6 @@ from segcore.train.loop import train_model
 
 BUDGET = 2.5
 """Seconds: a few epochs of the tiny pills (3 updates of ~0.1 s each, plus validation)."""
-
-
-def tiny_params(tmp_path: Path, **changes: Any) -> TrainParams:
-    values: dict[str, Any] = {
-        "out_dir": str(tmp_path / "models"),
-        "history": str(tmp_path / "reports" / "train_history.csv"),
-        "model_kwargs": {"base_channels": 8, "depth": 2},
-        "batch_size": 4,
-        "learning_rate": 0.01,
-        "device": "cpu",
-        "num_threads": 1,
-    }
-    return TrainParams(**(values | changes))
 
 
 def _one_update(history: pd.DataFrame) -> float:
@@ -144,9 +129,6 @@ def test_a_resumed_run_keeps_its_count_of_evaluations_without_improvement(
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
 
 
-TORCHRUN = Path(sys.executable).parent / "torchrun"
-
-
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside python")
 def test_two_processes_stop_on_the_budget_together(
     pills_preprocessed: Path, tmp_path: Path
@@ -158,16 +140,7 @@ def test_two_processes_stop_on_the_budget_together(
     values["model_kwargs"] = {"base_channels": 8, "depth": 2, "norm": "group"}
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"train": values}))
-    command = [str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "segcore.cli"]
-    done = subprocess.run(
-        [*command, "train", "-p", str(params_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "SEGCORE_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun_train(params_file, tmp_path)
     assert done.stdout.count("stopped by train.time_budget") == 1  # rank 0 reports
     summary = load_bundle(Path(train.out_dir) / "final")[1].training_summary
     assert summary["stop"]["reason"] == "time_budget" and summary["processes"] == 2

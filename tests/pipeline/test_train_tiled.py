@@ -4,10 +4,7 @@ exact resume and determinism in tiled mode, the choice of the data path, bad inp
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers.training import Recorder, tiny_params
+from helpers.training import TORCHRUN, Recorder, assert_trained_alike, tiny_params, torchrun_train
 
 from segcore.common.errors import ParamsError
 from segcore.data.dldataset import DLDataset
@@ -109,9 +106,6 @@ def test_tiled_datasets_cannot_be_held_in_memory(pills_tiled: Path, tmp_path: Pa
     assert not (tmp_path / "models").exists()
 
 
-TORCHRUN = Path(sys.executable).parent / "torchrun"
-
-
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun is not installed beside python")
 def test_two_processes_stream_the_tiles_one_process_reads(
     pills_tiled: Path, tmp_path: Path
@@ -133,33 +127,9 @@ def test_two_processes_stream_the_tiles_one_process_reads(
     (tmp_path / "params.yaml").write_text(
         yaml.safe_dump({"train": train | {"dataset": str(pills_tiled)}})
     )
-    done = subprocess.run(
-        [
-            str(TORCHRUN),
-            "--nproc_per_node=2",
-            "--standalone",
-            "-m",
-            "segcore.cli",
-            "train",
-            "-p",
-            str(tmp_path / "params.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env={**os.environ, "SEGCORE_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    history = pd.read_csv(two / "reports" / "train_history.csv")
-    assert history["loss"].iloc[0] == pytest.approx(single.history["loss"].iloc[0], rel=1e-4)
-    assert history["val_mean_iou"].iloc[0] == pytest.approx(
-        single.history["val_mean_iou"].iloc[0], abs=1e-3
-    )
-    one = load_bundle(tmp_path / "one" / "models" / "final")[0].state_dict()
-    both = load_bundle(two / "models" / "final")[0].state_dict()
-    for key, value in one.items():
-        torch.testing.assert_close(both[key], value, rtol=1e-3, atol=1e-4, msg=key)
+    torchrun_train(tmp_path / "params.yaml", tmp_path)
+    history = two / "reports" / "train_history.csv"
+    assert_trained_alike(history, two / "models", single, tmp_path / "one" / "models")
 
 
 def test_images_of_other_sizes_and_smaller_than_the_tile_train(tmp_path: Path) -> None:
