@@ -93,6 +93,7 @@ class PipelineResults:
                 f"**Registry**: {r.get('model_name')} version {r.get('version')} {verb} "
                 f"({r.get('metric')} {r.get('value')}; champion before: version "
                 f"{r.get('previous_champion')} with {r.get('previous_value')})"
+                + (f". {r['incomparable']}" if r.get("incomparable") else "")
             )
         report = self.report_dir / REPORT_MD
         if report.is_file():

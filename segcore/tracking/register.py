@@ -8,6 +8,11 @@ current champion's (higher, or lower for the image-level error rates such as
 ``escape_rate``: ``register.comparison_direction``), or when there is no champion yet. The decision and both numbers are logged to
 the run (``register/*`` metrics and tags) and returned.
 
+Measures taken at different resolutions (``<split>/resolution``: ``network`` or
+``original``, see :mod:`segcore.evaluate.resolution`) are not comparable: a candidate
+evaluated at another resolution than the champion stays challenger, with the reason
+logged and returned, until both are evaluated alike or the alias is moved by hand.
+
 Registrations are serialized with a file lock per store and model name, so two pipeline
 runs finishing together cannot interleave their read-compare-move steps; every alias move
 sets an absolute target, so repeating one changes nothing.
@@ -55,6 +60,8 @@ class RegisterResult:
         promoted: whether ``champion`` now points at :attr:`version`.
         champion: the champion's version after the decision.
         direction: ``higher`` or ``lower``: which values of :attr:`metric` are better.
+        incomparable: why the two measures could not be compared (the champion kept),
+            ``None`` when they were.
     """
 
     model_name: str
@@ -66,6 +73,7 @@ class RegisterResult:
     promoted: bool
     champion: str
     direction: str = "higher"
+    incomparable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +89,8 @@ class RegisterResult:
             return f"{head}: first champion."
         before = "unknown" if self.previous_value is None else f"{self.previous_value:.4f}"
         verb = "promoted to champion" if self.promoted else "kept as challenger"
-        return f"{head}: {verb}; champion was version {self.previous_champion} ({before})."
+        line = f"{head}: {verb}; champion was version {self.previous_champion} ({before})."
+        return line if self.incomparable is None else f"{line} {self.incomparable}"
 
 
 def comparison_direction(params: RegisterParams) -> str:
@@ -174,11 +183,13 @@ def _register_locked(
         )
     client.set_registered_model_alias(name, params.challenger_alias, version.version)
     champion = _by_alias(client, name, params.champion_alias)
-    previous_value = None
+    previous_value, incomparable = None, None
     if champion is not None and champion.run_id:
-        previous_value = client.get_run(champion.run_id).data.metrics.get(metric)
+        previous = client.get_run(champion.run_id).data
+        previous_value = previous.metrics.get(metric)
+        incomparable = _incomparable(client.get_run(run.run_id).data.tags, previous.tags, metric)
     direction = comparison_direction(params)
-    promoted = (
+    promoted = incomparable is None and (
         champion is None
         or previous_value is None
         or (value <= previous_value if direction == "lower" else value >= previous_value)
@@ -195,6 +206,23 @@ def _register_locked(
         promoted=promoted,
         champion=str(version.version if promoted else champion.version),  # type: ignore[union-attr]
         direction=direction,
+        incomparable=incomparable,
+    )
+
+
+def _incomparable(tags: dict[str, str], champion_tags: dict[str, str], metric: str) -> str | None:
+    """Why ``metric`` of a run and of the champion's run cannot be compared: measured at
+    different resolutions (their ``<split>/resolution`` tags); ``None`` when they can (a run
+    without the tag predates it and was measured at network resolution)."""
+    key = f"{metric.split('/', 1)[0]}/resolution"
+    ours, theirs = tags.get(key, "network"), champion_tags.get(key, "network")
+    if ours == theirs:
+        return None
+    return (
+        f"Not compared: this run's {metric} was measured at {ours} resolution, the "
+        f"champion's at {theirs} resolution. Evaluate both at the same resolution "
+        "(evaluate.resolution), or move the champion alias to this version by hand (the "
+        "MLflow UI's model page) if it is to serve."
     )
 
 
@@ -226,4 +254,5 @@ def _log_decision(run: TrackedRun, result: RegisterResult) -> None:
             "register.decision": "promoted" if result.promoted else "kept",
             "register.previous_champion": result.previous_champion or "none",
         }
+        | ({"register.incomparable": result.incomparable} if result.incomparable else {})
     )

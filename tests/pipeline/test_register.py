@@ -133,6 +133,32 @@ def test_champion_by_escape_rate_moves_only_for_a_lower_one(
     assert comparison_direction(RegisterParams()) == "higher"
 
 
+def test_measures_at_different_resolutions_keep_the_champion(
+    mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
+) -> None:
+    """A tiled model measured at original resolution is not compared with a champion
+    measured at network resolution, however much higher its number: it stays challenger,
+    and the reason is returned, rendered and logged."""
+    params = _params(mlflow_uri, "resolution")
+    runs = []
+    for value, resolution in ((0.5, "network"), (0.9, "original"), (0.6, "network"), (0.95, None)):
+        with tracking.start_run(params, tmp_path) as run:
+            measures = {"mean_iou": value} | ({"resolution": resolution} if resolution else {})
+            run.log_evaluation("test", measures)
+            run.log_model(untrained_bundle)
+        runs.append(run.run_id)
+    first, other, same, untagged = (_register(params, tmp_path, r) for r in runs)
+    assert first.promoted and first.incomparable is None
+    assert not other.promoted and other.champion == first.version
+    assert "at original resolution, the champion's at network resolution" in other.render()
+    tags = MlflowClient(mlflow_uri).get_run(runs[1]).data.tags
+    assert tags["register.decision"] == "kept" and "resolution" in tags["register.incomparable"]
+    # The same resolution compares as before; a run without the tag was measured at network
+    # resolution (it predates the tag).
+    assert same.promoted and same.previous_value == 0.5
+    assert untagged.promoted and untagged.incomparable is None
+
+
 def test_a_run_without_test_measure_is_refused(
     mlflow_uri: str, tmp_path: Path, untrained_bundle: Path
 ) -> None:

@@ -175,7 +175,7 @@ def test_a_budget_shorter_than_one_epoch_is_refused_with_the_budget_it_needs() -
     # 100 s of training + 20 x 0.35 s of evaluation + 15 s start-up, over 0.95: 128.4 s.
     assert "--budget 60 s is too short for one epoch" in str(err.value)
     assert "give --budget 129 or more" in str(err.value)
-    assert "1000 ms per sample at batch 2" in str(err.value)  # a CPU is probed at batch 2
+    assert "1000 ms per sample at batch 4" in str(err.value)  # probed at the planned batch
 
 
 def test_on_a_gpu_the_batch_fills_half_the_memory_at_most_32() -> None:
@@ -300,7 +300,7 @@ def test_the_machine_is_measured_with_real_training_steps() -> None:
         batch=2,
         seconds=0.0,
     )
-    assert cost.steps == 2  # at least two timed steps, even with no time to spend
+    assert cost.steps == 3  # at least three timed steps, even with no time to spend
     assert 0 < cost.seconds_per_sample < 5 and cost.bytes_per_sample is None
     assert torch.get_num_threads() == threads  # num_threads applies to the probe only
     assert model_multiple(params, 3, 3) == 4  # two halvings

@@ -8,6 +8,7 @@ an order of magnitude between machines, threads and architectures.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,9 @@ from segcore.common.parallel import default_workers
 from segcore.model.factory import create_model, input_size_multiple
 from segcore.params import TrainParams
 from segcore.train.loss import weighted_cross_entropy
+
+MIN_STEPS = 3
+"""Timed steps however short ``seconds`` is: a median needs a few."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ def measure_step(
 ) -> StepCost:
     """Time training steps of ``params.model`` on ``(batch, channels, height, width)``
     random inputs: one untimed warm-up step, then steps until ``seconds`` have passed
-    (at least two, at most ``max_steps``).
+    (at least three, at most ``max_steps``); the cost is the median step's, so one step
+    slowed by something else on the machine does not skew the plan.
 
     Uses the model, ``channels_last`` and ``num_threads`` of ``params``; the solver is Adam
     and the loss the weighted cross-entropy (the choice of either barely changes the time).
@@ -133,18 +138,21 @@ def measure_step(
         batch_data = (x, y, w)
         _step(model, opt, batch_data, dev)  # warm-up: allocations, kernel choice
         base = _reset_memory(dev)
-        steps, start = 0, time.perf_counter()
-        while steps < 2 or (steps < max_steps and time.perf_counter() - start < seconds):
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < MIN_STEPS or (
+            len(times) < max_steps and time.perf_counter() - start < seconds
+        ):
+            begin = time.perf_counter()
             _step(model, opt, batch_data, dev)
-            steps += 1
-        elapsed = time.perf_counter() - start
+            times.append(time.perf_counter() - begin)
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     finally:
         torch.set_num_threads(threads)
     return StepCost(
-        seconds_per_sample=elapsed / (steps * batch),
+        seconds_per_sample=statistics.median(times) / batch,
         bytes_per_sample=None if peak is None else max(peak - base, 1) / batch,
-        steps=steps,
+        steps=len(times),
         batch=batch,
     )
 

@@ -204,9 +204,8 @@ def choose_batch(
         )
     if batch == per_epoch_cap and units < 32:
         why += f"; only {_n(units, 'training input')} per epoch, so an epoch has several updates"
-    # A CPU's time per sample hardly depends on the batch: measure at 2, for a short probe.
-    probe_batch = batch if machine.is_cuda else min(batch, 2)
-    cost = measure(geo.height, geo.width, probe_batch)
+    # Measured at the batch that trains: a CPU's time per sample still depends on it.
+    cost = measure(geo.height, geo.width, batch)
     why += (
         f". Measured here: {1000 * cost.seconds_per_sample:.0f} ms per sample "
         f"(forward, backward and update, {cost.steps} steps of batch {cost.batch})"
