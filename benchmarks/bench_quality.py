@@ -42,7 +42,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ import pandas as pd
 import segmentation_models_pytorch as smp
 import torch
 import yaml
+from _project import ROOT, BenchError, Project
 
 import segcore
 
@@ -66,17 +66,12 @@ from segcore.evaluate.resolution import OriginalLabels
 from segcore.infer.apply import class_map
 from segcore.params import PreprocessParams
 
-ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 IGNORE = -1  # target of ignored pixels in the bare loop
 BARE_SAMPLES = "data/bare"  # the bare loop's samples, preprocessed before the plan
 
 
 RawFormatter = argparse.RawDescriptionHelpFormatter
-
-
-class BenchError(Exception):
-    """Bad input or a failed stage; the message names the path and the fix."""
 
 
 HELP = {
@@ -141,43 +136,6 @@ def check_data_dir(data: Path) -> dict[str, Any]:
         ):
             raise BenchError(f"{folder}: no images; put the {sub} there as {sub}/<id>.png ({fix})")
     return {"class_names": names, "class_ids": ids, "ignore_class_ids": ignore}
-
-
-class Project:
-    """A temporary segcore project folder, driven through the ``segcore`` command."""
-
-    def __init__(self, root: Path, threads: int) -> None:
-        exe = shutil.which("segcore", path=str(Path(sys.executable).parent))
-        exe = exe or shutil.which("segcore")
-        if exe is None:
-            raise BenchError(
-                "the segcore command was not found; run this script with the interpreter of "
-                "segcore's environment (.venv/bin/python, after make setup)"
-            )
-        self.exe, self.root, self.log = exe, root, root / "segcore.log"
-        root.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        self.env.update(SEGCORE_PROGRESS="0", OMP_NUM_THREADS=str(threads))
-        self.env["MKL_NUM_THREADS"] = str(threads)
-
-    def run(self, *args: str, params: str = "params.yaml") -> float:
-        """``segcore ARGS --params PARAMS`` in the project; returns its wall seconds."""
-        cmd = [self.exe, *args, "--params", params]
-        print(f"  segcore {' '.join(args)} ...", end=" ", flush=True)
-        start = time.perf_counter()
-        with self.log.open("a") as log:
-            log.write(f"\n$ {' '.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.run(cmd, cwd=self.root, env=self.env, stdout=log, stderr=log)
-        seconds = time.perf_counter() - start
-        print(f"{seconds:.1f} s")
-        if proc.returncode != 0:
-            tail = "\n".join(self.log.read_text().splitlines()[-25:])
-            raise BenchError(
-                f"`segcore {args[0]}` failed (exit code {proc.returncode}); the end of "
-                f"{self.log}:\n{tail}"
-            )
-        return seconds
 
 
 def make_pills(work: Path, num_images: int) -> Path:
