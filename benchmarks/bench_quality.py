@@ -1,30 +1,38 @@
-"""Test quality of segcore's defaults against a bare segmentation-models-pytorch loop.
+"""Test quality of segcore's planned training against a bare segmentation-models-pytorch loop.
 
 For one dataset folder (``DATA_DIR/images/<id>.png``, ``DATA_DIR/labels/<id>.png`` with
 pixel = class id, ``DATA_DIR/classes.json``; see benchmarks/datasets/README.md):
 
-1. segcore, driven through its CLI in a temporary project folder: the repository's
-   params.yaml with the dataset section replaced (plus the ignore class ids, the torch
-   threads, the device and ``preprocess.workers`` = threads); ``segcore dataset``,
-   ``split``, ``preprocess``; ``segcore train --epochs 1`` measures an epoch, then
-   ``segcore train --resume`` continues it to ``floor(budget / first epoch)`` epochs (at
-   least 1; a resumed run continues the same weights, optimizer and random state), and
-   ``segcore evaluate`` measures the test split (its ``models/best`` bundle).
-2. A bare loop on the same preprocessed samples and the same train split:
-   ``smp.Unet('resnet18', encoder_weights=None)``, plain cross-entropy (ignore classes
-   ignored), Adam lr 1e-3, random horizontal/vertical flips, batch 4, trained for the
-   training seconds segcore actually spent, then measured on the same test split with
-   segcore's confusion-matrix measures (final weights).
+1. segcore, driven through its CLI in a temporary project folder, as a user would: the
+   repository's params.yaml with the dataset section replaced (plus the ignore class ids,
+   the torch threads, the device, ``preprocess.workers`` = threads and
+   ``evaluate.resolution: original``); ``segcore dataset``, ``split``, then
+   ``segcore plan --budget BUDGET --write`` (input size or tiles, batch, epochs, schedule,
+   class-weight cap, loss, augmentation, ``train.time_budget``: its printout lands in
+   ``segcore.log``), ``preprocess``, ``train``, ``calibrate`` and ``evaluate`` on the test
+   split (its ``best`` bundle). With ``--defaults`` the plan is skipped: the repository's
+   parameters, with the epochs fitted to the budget (``segcore train --epochs 1`` measures
+   an epoch, ``--resume`` continues it to ``floor(budget / first epoch)`` epochs).
+2. A bare loop, what a user writes by hand in ~40 lines: ``smp.Unet('resnet18',
+   encoder_weights=None)``, plain cross-entropy (ignore classes ignored), Adam lr 1e-3,
+   random horizontal/vertical flips, batch 4, on samples resized as the repository's
+   params.yaml resizes them (256 x 256; ``segcore preprocess`` before the plan), the same
+   train split, trained for the training seconds segcore actually spent.
 
-Training time is wall time (``time.perf_counter``) of the training steps only, validation
-left out (as segcore's history column ``seconds``), both at the same torch thread count.
-Printed: test mean IoU and per-class IoU of both and their ratio, the rarest defect
-class's IoU difference, and time-to-quality: the training seconds segcore needed to reach
-the bare loop's final validation mean IoU (from segcore's per-epoch history), as a
-fraction of the bare loop's budget::
+Both are measured on the same test images at their original resolution, with segcore's
+code (original label files, class probabilities resized bilinearly before the argmax, one
+confusion matrix): segcore's ``evaluate``, and for the bare loop (final weights) the same
+label reading and argmax. Training time is wall time of the training steps only, validation
+left out (segcore's history column ``seconds``), both at the same torch thread count: run
+it on an otherwise quiet machine.
 
-    .venv/bin/python benchmarks/bench_quality.py /work/datasets/magnetic_tile --budget 1800
-    .venv/bin/python benchmarks/bench_quality.py --pills --budget 60 --num-images 40
+Printed: test mean IoU and per-class IoU of both and their ratio, the rarest defect class's
+IoU difference, and time-to-quality: the training seconds segcore needed to reach the bare
+loop's final validation mean IoU (from segcore's per-epoch history, measured on its own
+validation samples), as a fraction of the bare loop's budget::
+
+    .venv/bin/python benchmarks/bench_quality.py /work/datasets/crackforest --budget 900
+    .venv/bin/python benchmarks/bench_quality.py --pills --budget 300 --num-images 80
 """
 
 from __future__ import annotations
@@ -34,7 +42,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,24 +53,25 @@ import pandas as pd
 import segmentation_models_pytorch as smp
 import torch
 import yaml
+from _project import ROOT, BenchError, Project
 
 import segcore
 
-# The only segcore modules used besides the CLI and the top-level API: the sample files
-# and the measures, so both sides are measured by the same code.
+# The only segcore modules used besides the CLI and the top-level API: the sample files,
+# the original labels, the argmax at their size and the measures, so both sides are
+# measured by the same code.
 from segcore.data.samples import label_to_index, load_sample
 from segcore.evaluate.metrics import compute_measures, confusion_matrix_np
+from segcore.evaluate.resolution import OriginalLabels
+from segcore.infer.apply import class_map
+from segcore.params import PreprocessParams
 
-ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 IGNORE = -1  # target of ignored pixels in the bare loop
+BARE_SAMPLES = "data/bare"  # the bare loop's samples, preprocessed before the plan
 
 
 RawFormatter = argparse.RawDescriptionHelpFormatter
-
-
-class BenchError(Exception):
-    """Bad input or a failed stage; the message names the path and the fix."""
 
 
 HELP = {
@@ -74,6 +82,7 @@ HELP = {
     "threads": "torch threads of both trainings, segcore's preprocess workers (default: all cores)",
     "device": "torch device of both trainings and of segcore evaluate (default cpu)",
     "seed": "seed of the bare loop's initialisation, shuffling and flips (default 42)",
+    "defaults": "skip segcore plan: the repository's parameters, epochs fitted to the budget",
     "json": "also write the numbers (and both validation curves) to this JSON file",
     "keep": "keep the temporary folder (project, segcore.log, reports) and print its path",
 }
@@ -88,6 +97,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count(), metavar="N", help=HELP["threads"])
     p.add_argument("--device", default="cpu", help=HELP["device"])
     p.add_argument("--seed", type=int, default=42, help=HELP["seed"])
+    p.add_argument("--defaults", action="store_true", help=HELP["defaults"])
     p.add_argument("--json", type=Path, metavar="PATH", help=HELP["json"])
     p.add_argument("--keep", action="store_true", help=HELP["keep"])
     args = p.parse_args()
@@ -128,43 +138,6 @@ def check_data_dir(data: Path) -> dict[str, Any]:
     return {"class_names": names, "class_ids": ids, "ignore_class_ids": ignore}
 
 
-class Project:
-    """A temporary segcore project folder, driven through the ``segcore`` command."""
-
-    def __init__(self, root: Path, threads: int) -> None:
-        exe = shutil.which("segcore", path=str(Path(sys.executable).parent))
-        exe = exe or shutil.which("segcore")
-        if exe is None:
-            raise BenchError(
-                "the segcore command was not found; run this script with the interpreter of "
-                "segcore's environment (.venv/bin/python, after make setup)"
-            )
-        self.exe, self.root, self.log = exe, root, root / "segcore.log"
-        root.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        self.env.update(SEGCORE_PROGRESS="0", OMP_NUM_THREADS=str(threads))
-        self.env["MKL_NUM_THREADS"] = str(threads)
-
-    def run(self, *args: str, params: str = "params.yaml") -> float:
-        """``segcore ARGS --params PARAMS`` in the project; returns its wall seconds."""
-        cmd = [self.exe, *args, "--params", params]
-        print(f"  segcore {' '.join(args)} ...", end=" ", flush=True)
-        start = time.perf_counter()
-        with self.log.open("a") as log:
-            log.write(f"\n$ {' '.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.run(cmd, cwd=self.root, env=self.env, stdout=log, stderr=log)
-        seconds = time.perf_counter() - start
-        print(f"{seconds:.1f} s")
-        if proc.returncode != 0:
-            tail = "\n".join(self.log.read_text().splitlines()[-25:])
-            raise BenchError(
-                f"`segcore {args[0]}` failed (exit code {proc.returncode}); the end of "
-                f"{self.log}:\n{tail}"
-            )
-        return seconds
-
-
 def make_pills(work: Path, num_images: int) -> Path:
     """Synthetic pills (``segcore synth``) in the benchmark's dataset layout."""
     out, params = work / "pills", ROOT / "params.yaml"
@@ -186,29 +159,62 @@ def write_params(project: Path, data: Path, classes: dict, args: argparse.Namesp
     params["preprocess"]["param"]["ignore_class_ids"] = classes["ignore_class_ids"]
     params["preprocess"]["workers"] = args.threads
     params["train"].update(num_threads=args.threads, device=args.device)
-    params["evaluate"]["device"] = args.device
+    params["evaluate"].update(device=args.device, resolution="original")
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params
 
 
-def run_segcore(prj: Project, params: dict, budget: float) -> dict[str, Any]:
-    """dataset, split, preprocess, train (1 epoch, then resumed to fit the budget), calibrate,
-    evaluate."""
-    for stage in ("dataset", "split", "preprocess"):
-        prj.run(stage)
+def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` of a nested dict."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def plan(prj: Project, budget: float) -> dict[str, list]:
+    """``segcore plan --budget --write``; the keys it changed, ``{key: [before, after]}``."""
+    file = prj.root / "params.yaml"
+    before = flat(yaml.safe_load(file.read_text()))
+    prj.run("plan", "--budget", str(budget), "--write")
+    after = flat(yaml.safe_load(file.read_text()))
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+def train_to_budget(prj: Project, params: dict, budget: float) -> dict[str, Any]:
+    """The repository's parameters: one epoch measured, then resumed to fill the budget."""
     prj.run("train", "--epochs", "1")  # the probe: its checkpoint is resumed below
-    history_file = prj.root / params["train"]["history"]
-    probe = float(pd.read_csv(history_file)["seconds"].iloc[0])
+    history = pd.read_csv(prj.root / params["train"]["history"])
+    probe = float(history["seconds"].iloc[0])
     epochs = max(1, int(budget // probe))
     if epochs > 1:
         prj.run("train", "--resume", "--epochs", str(epochs))
-    history = pd.read_csv(history_file)
+    return {"probe_epoch_seconds": probe}
+
+
+def run_segcore(prj: Project, params: dict, budget: float, defaults: bool) -> dict[str, Any]:
+    """dataset, split, (the bare loop's samples), plan, preprocess, train, calibrate,
+    evaluate."""
+    for stage in ("dataset", "split"):
+        prj.run(stage)
+    prj.run("preprocess", "--out-dir", BARE_SAMPLES)
+    planned = {} if defaults else plan(prj, budget)
+    params = yaml.safe_load((prj.root / "params.yaml").read_text())
+    prj.run("preprocess")
+    extra = train_to_budget(prj, params, budget) if defaults else {}
+    if not defaults:
+        prj.run("train")  # train.time_budget (the plan's) ends it
+    history = pd.read_csv(prj.root / params["train"]["history"])
     prj.run("calibrate")  # evaluate.bundle is the calibrated copy
     prj.run("evaluate")
     metrics = json.loads((prj.root / params["evaluate"]["report_dir"] / "metrics.json").read_text())
     return {
-        "probe_epoch_seconds": probe,
-        "epochs": epochs,
+        **extra,
+        "plan": planned,
+        "epochs": float(history["epoch"].iloc[-1]),
         "train_seconds": float(history["seconds"].sum()),
         "best_val_mean_iou": float(history["val_mean_iou"].max()),
         "test_mean_iou": float(metrics["mean_iou"]),
@@ -217,8 +223,12 @@ def run_segcore(prj: Project, params: dict, budget: float) -> dict[str, Any]:
     }
 
 
-def sample_files(ds: Any, split: str) -> list[Path]:
-    return [Path(ds.sample_dir) / f for f in ds.split(split)["sample_file_name"]]
+def split_rows(ds: Any, split: str) -> list[dict[str, Any]]:
+    return ds.split(split).to_dict("records")
+
+
+def sample_path(ds: Any, row: dict[str, Any]) -> Path:
+    return Path(ds.sample_dir) / row["sample_file_name"]
 
 
 def load_batch(files: list[Path], class_ids: list[int], ignore: list[int]) -> tuple:
@@ -231,17 +241,27 @@ def load_batch(files: list[Path], class_ids: list[int], ignore: list[int]) -> tu
 
 
 @torch.no_grad()
-def measure(model: torch.nn.Module, files: list[Path], ds: Any, ignore: list, dev: str) -> dict:
-    """segcore's mean_iou and class_iou from one confusion matrix over ``files``."""
+def measure(model: torch.nn.Module, rows: list[dict], ds: Any, ignore: list, dev: str) -> dict:
+    """segcore's mean_iou and class_iou over ``rows`` at the original labels' resolution:
+    softmax probabilities resized bilinearly to each label file's size, then the argmax
+    (segcore's ``class_map``), one confusion matrix."""
     model.eval()
     k = len(ds.class_ids)
     masked = [i for i, c in enumerate(ds.class_ids) if c in ignore]  # never predicted
+    labels = OriginalLabels(
+        Path(ds.segmentation_dir), PreprocessParams.model_validate(ds.preprocess_param)
+    )
     total = np.zeros((k, k), dtype=np.int64)
-    for i in range(0, len(files), 8):
-        x, y = load_batch(files[i : i + 8], ds.class_ids, ignore)
-        logits = model(x.to(dev))
+    for i in range(0, len(rows), 8):
+        batch = rows[i : i + 8]
+        x = torch.from_numpy(np.stack([load_sample(sample_path(ds, r))["image"] for r in batch]))
+        logits = model(x.to(dev)).float()
         logits[:, masked] = -math.inf
-        total += confusion_matrix_np(logits.argmax(1).cpu().numpy(), y.numpy(), k)
+        for row, probs in zip(batch, logits.softmax(1).cpu().numpy(), strict=True):
+            truth = labels.label(row)
+            pred, _ = class_map(probs, truth.shape)
+            target = label_to_index(truth, ds.class_ids, ignore)
+            total += confusion_matrix_np(pred, target, k)
     return compute_measures(total, ["mean_iou", "class_iou"])
 
 
@@ -249,7 +269,8 @@ def train_bare(ds: Any, ignore: list[int], budget: float, args: argparse.Namespa
     """The bare loop for ``budget`` training seconds; returns (model, its log)."""
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train, val = sample_files(ds, "train"), sample_files(ds, "validation")
+    train = [sample_path(ds, r) for r in split_rows(ds, "train")]
+    val = split_rows(ds, "validation")
     channels, k = load_sample(train[0])["image"].shape[0], len(ds.class_ids)
     model = smp.Unet("resnet18", encoder_weights=None, in_channels=channels, classes=k)
     model = model.to(args.device)
@@ -282,10 +303,11 @@ def train_bare(ds: Any, ignore: list[int], budget: float, args: argparse.Namespa
 
 
 def run_bare(ds: Any, budget: float, args: argparse.Namespace) -> dict:
-    """Train the bare loop on segcore's preprocessed samples and measure the test split."""
+    """Train the bare loop on its samples (the repository's resize) and measure the test
+    split at original resolution."""
     ignore = list((ds.preprocess_param or {}).get("ignore_class_ids", []))
     model, log = train_bare(ds, ignore, budget, args)
-    test = measure(model, sample_files(ds, "test"), ds, ignore, args.device)
+    test = measure(model, split_rows(ds, "test"), ds, ignore, args.device)
     log["test_mean_iou"] = float(test["mean_iou"])
     log["test_class_iou"] = dict(zip(ds.class_names, map(float, test["class_iou"]), strict=True))
     return log
@@ -327,19 +349,25 @@ def _fmt(v: float | None, spec: str = ".4f") -> str:
 
 def report(result: dict) -> None:
     seg, bare, ttq = result["segcore"], result["bare"], result["time_to_quality"]
-    print(f"\n{'test measure':<28}{'segcore':>10}{'bare':>10}{'segcore/bare':>14}")
+    if seg["plan"]:
+        print("\nsegcore plan changed (see segcore.log for its reasons):")
+        for key, (before, after) in seg["plan"].items():
+            print(f"  {key}: {before} -> {after}")
+    print(
+        f"\n{'test measure (original resolution)':<36}{'segcore':>10}{'bare':>10}{'segcore/bare':>14}"
+    )
     rows = [("mean IoU", seg["test_mean_iou"], bare["test_mean_iou"])]
     rows += [(f"IoU {k}", v, bare["test_class_iou"][k]) for k, v in seg["test_class_iou"].items()]
     for name, s, b in rows:
-        print(f"{name:<28}{_fmt(s):>10}{_fmt(b):>10}{_fmt(_ratio(s, b), '.3f'):>14}")
+        print(f"{name:<36}{_fmt(s):>10}{_fmt(b):>10}{_fmt(_ratio(s, b), '.3f'):>14}")
     if rare := result["rarest_defect_class"]:
         diff = "n/a" if rare["difference"] is None else f"{rare['difference']:+.4f}"
         share = f"{100 * rare['pixel_share']:.3f}% of the pixels"
         print(f"rarest defect class: {rare['name']} ({share}), IoU segcore - bare = {diff}")
     print(
         f"training ({result['threads']} torch threads, {result['device']}, wall time): "
-        f"segcore {seg['epochs']} epochs in {seg['train_seconds']:.1f} s (probe epoch "
-        f"{seg['probe_epoch_seconds']:.1f} s, budget {result['budget']:.0f} s); bare "
+        f"segcore {seg['epochs']:.2f} epochs in {seg['train_seconds']:.1f} s (budget "
+        f"{result['budget']:.0f} s, {'defaults' if result['defaults'] else 'planned'}); bare "
         f"{bare['epochs']:.2f} epochs ({bare['steps']} steps) in {bare['train_seconds']:.1f} s"
     )
     got = "not reached"
@@ -359,12 +387,12 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     params = write_params(prj.root, data, classes, args)
     print(f"{data}: {len(classes['class_ids'])} classes; project {prj.root}")
     torch.set_num_threads(args.threads)
-    seg = run_segcore(prj, params, args.budget)
+    seg = run_segcore(prj, params, args.budget, args.defaults)
     print(f"  bare loop: {seg['train_seconds']:.1f} training seconds (segcore's)")
-    ds = segcore.DLDataset.load(prj.root / params["train"]["dataset"])
+    ds = segcore.DLDataset.load(prj.root / BARE_SAMPLES / "dataset.parquet")
     bare = run_bare(ds, seg["train_seconds"], args)
     return {
-        **{k: getattr(args, k) for k in ("budget", "threads", "device", "seed")},
+        **{k: getattr(args, k) for k in ("budget", "threads", "device", "seed", "defaults")},
         "data_dir": str(data),
         "classes": classes,
         "segcore": seg,

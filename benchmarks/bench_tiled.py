@@ -31,22 +31,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _project import ROOT, BenchError, Project
 
-ROOT = Path(__file__).resolve().parents[1]
 RawFormatter = argparse.RawDescriptionHelpFormatter
 GOAL = 0.6
-
-
-class BenchError(Exception):
-    """A failed stage; the message names the log file and shows its end."""
 
 
 HELP = {
@@ -94,38 +88,6 @@ def parse_args() -> argparse.Namespace:
     if args.images < 7 or args.budget <= 0 or args.threads < 1 or args.tile < 16:
         p.error("--images must be >= 7, --budget > 0, --threads >= 1, --tile >= 16")
     return args
-
-
-class Project:
-    """A temporary segcore project folder, driven through ``python -m segcore.cli`` of this
-    checkout (its root goes first on PYTHONPATH)."""
-
-    def __init__(self, root: Path, threads: int) -> None:
-        self.root, self.log = root, root / "segcore.log"
-        root.mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        self.env.update(SEGCORE_PROGRESS="0", PYTHONPATH=path, OMP_NUM_THREADS=str(threads))
-        self.env["MKL_NUM_THREADS"] = str(threads)
-
-    def run(self, *args: str) -> float:
-        """``segcore ARGS --params params.yaml`` in the project; returns its wall seconds."""
-        cmd = [sys.executable, "-m", "segcore.cli", *args, "--params", "params.yaml"]
-        print(f"  [{self.root.name}] segcore {' '.join(args)} ...", end=" ", flush=True)
-        start = time.perf_counter()
-        with self.log.open("a") as log:
-            log.write(f"\n$ {' '.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.run(cmd, cwd=self.root, env=self.env, stdout=log, stderr=log)
-        seconds = time.perf_counter() - start
-        print(f"{seconds:.1f} s", flush=True)
-        if proc.returncode != 0:
-            tail = "\n".join(self.log.read_text().splitlines()[-25:])
-            raise BenchError(
-                f"`segcore {args[0]}` failed (exit code {proc.returncode}); the end of "
-                f"{self.log}:\n{tail}"
-            )
-        return seconds
 
 
 def base_params(args: argparse.Namespace, data: Path) -> dict[str, Any]:
