@@ -64,7 +64,7 @@ from segcore.data.samples import label_to_index, load_sample
 from segcore.evaluate.metrics import compute_measures, confusion_matrix_np
 from segcore.evaluate.resolution import OriginalLabels
 from segcore.infer.apply import class_map
-from segcore.params import PreprocessParams
+from segcore.params import PreprocessParams, flatten, load_params
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 IGNORE = -1  # target of ignored pixels in the bare loop
@@ -164,23 +164,12 @@ def write_params(project: Path, data: Path, classes: dict, args: argparse.Namesp
     return params
 
 
-def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` of a nested dict."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out |= flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def plan(prj: Project, budget: float) -> dict[str, list]:
     """``segcore plan --budget --write``; the keys it changed, ``{key: [before, after]}``."""
     file = prj.root / "params.yaml"
-    before = flat(yaml.safe_load(file.read_text()))
+    before = flatten(load_params(file))
     prj.run("plan", "--budget", str(budget), "--write")
-    after = flat(yaml.safe_load(file.read_text()))
+    after = flatten(load_params(file))
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
 
 

@@ -125,7 +125,8 @@ def register_model(
 
     client = run.client
     metric = metric_name(split, params.comparison_key)
-    value = client.get_run(run.run_id).data.metrics.get(metric)
+    logged = client.get_run(run.run_id).data
+    value = logged.metrics.get(metric)
     if value is None:
         raise RegistryError(
             f"MLflow run {run.run_id} has no metric {metric}; run the evaluate stage on the "
@@ -136,7 +137,7 @@ def register_model(
     lock = FileLock(registry_lock_path(run.tracking_uri, params.model_name))
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT_S), run.global_uri():
-            result = _register_locked(client, run, params, metric, value)
+            result = _register_locked(client, run, params, metric, value, logged.tags)
     except Timeout:
         raise RegistryError(
             f"{lock.lock_file}: another registration of {params.model_name} did not finish "
@@ -167,6 +168,7 @@ def _register_locked(
     params: RegisterParams,
     metric: str,
     value: float,
+    tags: dict[str, str],
 ) -> RegisterResult:
     from mlflow.exceptions import MlflowException
 
@@ -187,7 +189,7 @@ def _register_locked(
     if champion is not None and champion.run_id:
         previous = client.get_run(champion.run_id).data
         previous_value = previous.metrics.get(metric)
-        incomparable = _incomparable(client.get_run(run.run_id).data.tags, previous.tags, metric)
+        incomparable = _incomparable(tags, previous.tags, metric)
     direction = comparison_direction(params)
     promoted = incomparable is None and (
         champion is None
